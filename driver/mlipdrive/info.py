@@ -1,0 +1,51 @@
+"""``mlipdrive info MODEL.pt``: what a model is and how mlipdrive will run it."""
+
+from .cli import add_settings_arguments, settings_from_arguments
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("info", help="describe a model and the settings that apply")
+    parser.add_argument("model", help="exported metatomic model (.pt)")
+    add_settings_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def describe(potential) -> str:
+    """A human-readable summary of a loaded potential."""
+    caps = potential.capabilities
+    outputs = ", ".join(
+        f"{name} [{output.unit or '-'}]" for name, output in caps.outputs.items()
+    )
+    lines = [
+        f"atomic types      {potential.atomic_types}",
+        f"outputs           {outputs}",
+        f"length unit       {caps.length_unit}",
+        f"interaction range {caps.interaction_range:g} {caps.length_unit}",
+        f"dtype             {caps.dtype}",
+        f"devices           {list(caps.supported_devices)} (running on {potential.device})",
+    ]
+    for options, cutoff in zip(potential.requested_neighbor_lists, potential.cutoffs):
+        kind = "full" if options.full_list else "half"
+        lines.append(
+            f"neighbour list    {kind}, cutoff {cutoff:g} {potential.units.length}, "
+            f"strict={options.strict}"
+        )
+    lines.append("settings")
+    for name, value in potential.settings.as_dict().items():
+        lines.append(f"  {name:18} {value!r}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .loading import load
+
+    potential = load(
+        args.model,
+        device=args.device,
+        settings=settings_from_arguments(args),
+        extensions=args.extensions,
+    )
+    metadata = potential.model.metadata()
+    print(f"model             {args.model}: {metadata.name}")
+    print(describe(potential))
+    return 0

@@ -1,0 +1,123 @@
+"""Load an exported metatomic model and apply the inference settings to it."""
+
+import os
+import pathlib
+import warnings
+
+import torch
+from metatomic.torch import AtomisticModel, ModelCapabilities, load_atomistic_model
+from metatomic.torch import pick_device
+
+from .settings import InferenceSettings, parse_fusion_strategy
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class ModelLoadError(RuntimeError):
+    """The model file could not be loaded; the message says why and what to do."""
+
+
+def load_model(path, extensions=None) -> AtomisticModel:
+    """Check and load ``path`` with metatomic, with errors that name the fix."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ModelLoadError(
+            f"model file '{path}' does not exist; give the path of an exported "
+            "metatomic model (.pt), e.g. models/mace/mace-cual.pt"
+        )
+    if extensions is not None and not os.path.isdir(extensions):
+        raise ModelLoadError(
+            f"extensions directory '{extensions}' does not exist; give the folder "
+            "that holds the model's TorchScript extensions (mtt export writes one)"
+        )
+    try:
+        return load_atomistic_model(str(path), extensions_directory=extensions)
+    except (RuntimeError, ValueError) as error:
+        text = str(error)
+        if "extension" in text.lower() or "Unknown type name" in text:
+            raise ModelLoadError(
+                f"model '{path}' needs TorchScript extensions that are not loaded: "
+                f"{text.splitlines()[0]}\nGive the extensions directory "
+                "(Python: extensions=DIR, CLI: --extensions DIR, LAMMPS: "
+                "'extensions DIR' in pair_style)"
+            ) from error
+        raise ModelLoadError(
+            f"'{path}' is not a loadable metatomic model ({text.splitlines()[0]}); "
+            "export it again with metatomic (AtomisticModel.save or mtt export)"
+        ) from error
+
+
+def choose_device(model: AtomisticModel, requested: str) -> torch.device:
+    """The device to run on: ``requested`` if the model and the machine allow it."""
+    supported = model.capabilities().supported_devices
+    try:
+        return torch.device(pick_device(supported, requested))
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"cannot run this model on device '{requested}': {error}; the model "
+            f"supports {list(supported)}"
+        ) from error
+
+
+def apply_settings(
+    model: AtomisticModel, settings: InferenceSettings, device: torch.device
+) -> AtomisticModel:
+    """Return the model ready to run with ``settings`` on ``device``.
+
+    Global torch switches (threads, graph executor, fusion, TF32) are process-wide:
+    the last loaded model wins.
+    """
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    torch._C._set_graph_executor_optimize(settings.graph_optimize)
+    strategy = parse_fusion_strategy(settings.fusion_strategy)
+    if strategy is not None:
+        torch.jit.set_fusion_strategy(strategy)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = settings.tf32
+        torch.backends.cudnn.allow_tf32 = settings.tf32
+
+    model = with_dtype(model, settings.dtype)
+    model = model.to(device)
+    if settings.freeze:
+        model = frozen_or_unchanged(model)
+    return model
+
+
+def with_dtype(model: AtomisticModel, dtype: str) -> AtomisticModel:
+    """The model converted to ``dtype``, re-wrapped so metatomic's dtype check passes.
+
+    The wrapper must stay an ``AtomisticModel`` built from the loaded one: it carries
+    the neighbour-list requests of the inner module.
+    """
+    capabilities = model.capabilities()
+    if dtype == "model" or dtype == capabilities.dtype:
+        return model
+    converted = AtomisticModel(
+        model.to(_DTYPES[dtype]), model.metadata(), _replace_dtype(capabilities, dtype)
+    )
+    return converted.eval()
+
+
+def _replace_dtype(capabilities: ModelCapabilities, dtype: str) -> ModelCapabilities:
+    return ModelCapabilities(
+        outputs=capabilities.outputs,
+        atomic_types=capabilities.atomic_types,
+        interaction_range=capabilities.interaction_range,
+        length_unit=capabilities.length_unit,
+        supported_devices=capabilities.supported_devices,
+        dtype=dtype,
+    )
+
+
+def frozen_or_unchanged(model: AtomisticModel) -> AtomisticModel:
+    """``torch.jit.freeze`` the inner module where TorchScript can; else the model."""
+    try:
+        frozen = torch.jit.freeze(model.module.eval())
+    except Exception:  # noqa: BLE001 -- many real models cannot be frozen (Capsule)
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = AtomisticModel(model, model.metadata(), model.capabilities())
+    wrapped.module = frozen
+    return wrapped.eval()

@@ -1,0 +1,93 @@
+"""Neighbour pairs for the model: vesin's search, a Verlet skin, and the blocks
+metatomic wants.
+
+The search itself is vesin's. On top of it, :class:`VerletPairs` keeps one full
+list with ``cutoff + skin`` and only searches again when some atom moved more than
+``skin / 2`` (or the cell, the periodicity or the atom count changed). Every call
+then filters that list to each requested cutoff, and builds the distance vectors
+from the positions with torch operations, so that forces and virial flow through
+them by autograd.
+"""
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import vesin
+from metatensor.torch import Labels, TensorBlock
+from metatomic.torch import NeighborListOptions
+
+_SAMPLE_NAMES = ["first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"]
+
+
+class VerletPairs:
+    """Full pair list with ``cutoff + skin``, rebuilt only when atoms moved enough."""
+
+    def __init__(self, cutoff: float, skin: float):
+        self.cutoff = cutoff
+        self.skin = skin
+        self.rebuilds = 0
+        self._search = vesin.NeighborList(cutoff=cutoff + skin, full_list=True)
+        self._reference: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._pairs: Optional[np.ndarray] = None
+        self._shifts: Optional[np.ndarray] = None
+
+    def pairs(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+        """(pairs (n, 2), cell shifts (n, 3)) of every pair within cutoff + skin."""
+        if self._needs_rebuild(positions, cell, pbc):
+            pairs, shifts = self._search.compute(
+                points=positions, box=cell, periodic=pbc, quantities="PS", copy=True
+            )
+            self._pairs, self._shifts = pairs, shifts
+            self._reference = (positions.copy(), cell.copy(), pbc.copy())
+            self.rebuilds += 1
+        return self._pairs, self._shifts
+
+    def _needs_rebuild(self, positions, cell, pbc) -> bool:
+        if self._reference is None or self.skin == 0.0:
+            return True
+        old_positions, old_cell, old_pbc = self._reference
+        if old_positions.shape != positions.shape:
+            return True
+        if not (np.array_equal(old_cell, cell) and np.array_equal(old_pbc, pbc)):
+            return True
+        displacement2 = ((positions - old_positions) ** 2).sum(axis=1)
+        return bool(displacement2.max(initial=0.0) > 0.25 * self.skin * self.skin)
+
+
+def half_list_mask(pairs: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Keep one of (i, j, S) and (j, i, -S) from a full list."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    # for i == j (self-images) keep the shift whose first non-zero component is > 0
+    first_nonzero = torch.where(
+        shifts[:, 0] != 0, shifts[:, 0], torch.where(shifts[:, 1] != 0, shifts[:, 1], shifts[:, 2])
+    )
+    return (i < j) | ((i == j) & (first_nonzero > 0))
+
+
+def neighbor_block(
+    options: NeighborListOptions,
+    cutoff: float,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pairs: torch.Tensor,
+    shifts: torch.Tensor,
+) -> TensorBlock:
+    """The block for one neighbour-list request, from candidate pairs.
+
+    ``pairs``/``shifts`` (int32) are already a full or half list as ``options``
+    asks (see :func:`half_list_mask`); they are filtered to ``cutoff``, the request's
+    cutoff in the engine's length unit. Vectors are computed from ``positions`` and
+    ``cell`` with torch, keeping their autograd graph.
+    """
+    vectors = positions[pairs[:, 1]] - positions[pairs[:, 0]]
+    vectors = vectors + shifts.to(cell.dtype) @ cell
+    inside = (vectors.detach() ** 2).sum(dim=1) < cutoff * cutoff
+    pairs, shifts, vectors = pairs[inside], shifts[inside], vectors[inside]
+    device = positions.device
+    return TensorBlock(
+        values=vectors.reshape(-1, 3, 1),
+        samples=Labels(_SAMPLE_NAMES, torch.hstack([pairs, shifts]), assume_unique=True),
+        components=[Labels("xyz", torch.tensor([[0], [1], [2]], device=device))],
+        properties=Labels("distance", torch.tensor([[0]], device=device)),
+    )

@@ -1,0 +1,314 @@
+"""The :class:`Potential`: a loaded model that computes energies, forces and virials.
+
+Conventions (the same in every engine):
+
+- ``virial`` is ``-dE/d(strain)``, a 3×3 matrix in energy units (LAMMPS's sign:
+  ``sum r ⊗ f`` for pair potentials); ``stress`` is ``-virial / volume`` (ASE's
+  sign, positive under tension).
+- cells are row matrices (one lattice vector per row, as in ASE and metatomic).
+- with ``pairs`` given, the caller owns the neighbour search (LAMMPS, MPI
+  domains): atoms are local atoms plus ghost atoms, usually with no periodicity,
+  and only ``selected_atoms`` contribute to the energy. Forces are returned for
+  every atom, ghosts included, for the caller to send back to their owners.
+"""
+
+import contextlib
+import dataclasses
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from metatensor.torch import Labels
+from metatomic.torch import (
+    AtomisticModel,
+    ModelEvaluationOptions,
+    ModelOutput,
+    System,
+    unit_conversion_factor,
+)
+
+from .neighbors import VerletPairs, half_list_mask, neighbor_block
+from .settings import InferenceSettings
+from .units import UnitSystem
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclasses.dataclass
+class Results:
+    """What one evaluation gives, in the potential's unit system, as float64."""
+
+    energy: float
+    forces: Optional[np.ndarray] = None
+    virial: Optional[np.ndarray] = None
+    stress: Optional[np.ndarray] = None
+    energies: Optional[np.ndarray] = None
+
+
+class InvalidInput(ValueError):
+    """Input that cannot be evaluated; the message names the problem and the fix."""
+
+
+class Potential:
+    """A metatomic model ready to evaluate, with its settings and unit system."""
+
+    def __init__(
+        self,
+        model: AtomisticModel,
+        device: torch.device,
+        settings: InferenceSettings,
+        units: UnitSystem,
+    ):
+        self.model = model
+        self.device = device
+        self.settings = settings
+        self.units = units
+        self.capabilities = model.capabilities()
+        self.dtype = _DTYPES[self.capabilities.dtype]
+        self.atomic_types = list(self.capabilities.atomic_types)
+        self.requested_neighbor_lists = list(model.requested_neighbor_lists())
+        self.cutoffs = [o.engine_cutoff(units.length) for o in self.requested_neighbor_lists]
+        self.interaction_range = self.capabilities.interaction_range * unit_conversion_factor(
+            self.capabilities.length_unit, units.length
+        )
+        skin = settings.skin * unit_conversion_factor("angstrom", units.length)
+        self.verlet = VerletPairs(max(self.cutoffs, default=0.0), skin)
+        self.timings: Dict[str, float] = defaultdict(float)
+        self._energy_key = "energy"
+        if self._energy_key not in self.capabilities.outputs:
+            raise InvalidInput(
+                "this model has no 'energy' output "
+                f"(it has {list(self.capabilities.outputs.keys())}); mlipdrive runs "
+                "conservative energy models"
+            )
+        self._supported_types = torch.tensor(self.atomic_types, dtype=torch.int32)
+        self._fixed_types: Optional[np.ndarray] = None
+        self._types_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None
+        self._candidates_cache: Dict[bool, Tuple[int, torch.Tensor, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def compute(
+        self,
+        positions,
+        types,
+        cell=None,
+        pbc=None,
+        *,
+        forces: bool = True,
+        stress: bool = True,
+        per_atom: bool = False,
+        selected_atoms=None,
+        pairs=None,
+    ) -> Results:
+        """Energy (and forces, virial/stress, per-atom energies) of one structure.
+
+        :param positions: (n, 3) array of positions (numpy or torch)
+        :param types: (n,) atomic numbers
+        :param cell: (3, 3) cell, one lattice vector per row; zeros or None if none
+        :param pbc: (3,) periodicity; default: periodic where the cell vector is set
+        :param selected_atoms: indices of the atoms whose energies are summed
+            (default all)
+        :param pairs: optional ``(pairs (m, 2), shifts (m, 3))``, a *full* list of
+            candidate pairs (both directions) that contains every pair within the
+            model's cutoff; then no neighbour search is done
+        """
+        positions_np, types_np, cell_np, pbc_np = self._check_inputs(
+            positions, types, cell, pbc
+        )
+        types_t = self._types_tensor(types_np)
+
+        positions_t = _as_tensor(positions_np, self.dtype, self.device)
+        cell_t = _as_tensor(cell_np, self.dtype, self.device)
+        need_virial = stress
+        if forces:
+            positions_t.requires_grad_(True)
+        strain = None
+        if need_virial:
+            strain = torch.eye(3, dtype=self.dtype, device=self.device, requires_grad=True)
+            positions_used = positions_t @ strain
+            cell_used = cell_t @ strain
+        else:
+            positions_used, cell_used = positions_t, cell_t
+
+        with self._timer("neighbors"):
+            system = System(
+                types_t, positions_used, cell_used, torch.from_numpy(pbc_np).to(self.device)
+            )
+            self._add_neighbor_lists(system, positions_np, cell_np, pbc_np, pairs)
+
+        selection = self._selection_labels(selected_atoms, len(types_np))
+        options = ModelEvaluationOptions(
+            length_unit=self.units.length,
+            outputs={
+                self._energy_key: ModelOutput(
+                    unit=self.units.energy, sample_kind="atom" if per_atom else "system"
+                )
+            },
+            selected_atoms=selection,
+        )
+        with self._timer("forward"):
+            outputs = self.model([system], options, self.settings.check_consistency)
+            values = outputs[self._energy_key].block().values
+            energy = values.sum()
+
+        results = Results(energy=float(energy.detach()))
+        if not np.isfinite(results.energy):
+            raise FloatingPointError(
+                "the model returned a non-finite energy; check the structure (atoms "
+                "too close?) and that the model suits these elements"
+            )
+        if per_atom:
+            results.energies = values.detach().reshape(-1).to(torch.float64).cpu().numpy()
+
+        inputs: List[torch.Tensor] = []
+        if forces:
+            inputs.append(positions_t)
+        if strain is not None:
+            inputs.append(strain)
+        if inputs:
+            with self._timer("backward"):
+                gradients = torch.autograd.grad(energy, inputs)
+            if forces:
+                results.forces = -_to_numpy(gradients[0])
+                if not np.isfinite(results.forces).all():
+                    raise FloatingPointError(
+                        "the model returned non-finite forces; check the structure "
+                        "(atoms too close?) and that the model suits these elements"
+                    )
+            if strain is not None:
+                results.virial = -_to_numpy(gradients[-1])
+                volume = abs(np.linalg.det(cell_np))
+                if pbc_np.all() and volume > 0:
+                    results.stress = -results.virial / volume
+        return results
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_inputs(self, positions, types, cell, pbc):
+        positions = _as_numpy(positions, np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise InvalidInput(
+                f"positions must have shape (n_atoms, 3), got {positions.shape}"
+            )
+        n_atoms = positions.shape[0]
+        types = _as_numpy(types, np.int32)
+        if types.shape != (n_atoms,):
+            raise InvalidInput(
+                f"types must have shape ({n_atoms},) to match the positions, "
+                f"got {types.shape}"
+            )
+        cell = np.zeros((3, 3)) if cell is None else _as_numpy(cell, np.float64)
+        if cell.shape != (3, 3):
+            raise InvalidInput(f"cell must have shape (3, 3), got {cell.shape}")
+        if pbc is None:
+            pbc = np.abs(cell).sum(axis=1) > 0
+        pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
+        if not np.isfinite(positions).all():
+            bad = np.unique(np.nonzero(~np.isfinite(positions))[0])
+            raise InvalidInput(
+                f"positions of atoms {bad[:10].tolist()} are not finite (NaN/inf); "
+                "the integrator or the input structure produced them"
+            )
+        if not np.isfinite(cell).all():
+            raise InvalidInput("the cell is not finite (NaN/inf)")
+        for axis in range(3):
+            if pbc[axis] and not np.any(cell[axis]):
+                raise InvalidInput(
+                    f"periodic along cell vector {axis} but that vector is zero; "
+                    "set the cell or turn periodicity off"
+                )
+        return positions, types, cell, pbc
+
+    def _types_tensor(self, types: np.ndarray) -> torch.Tensor:
+        """Atom types as a device tensor, checked against the model's types.
+
+        With ``fixed_composition`` the check and the conversion are done once; a
+        later call with other types is an error instead of a silent re-use.
+        """
+        if self.settings.fixed_composition and self._types_cache is not None:
+            cached_np, cached_t = self._types_cache
+            if types is cached_np or np.array_equal(types, cached_np):
+                return cached_t
+            raise InvalidInput(
+                "the atom types changed while 'fixed_composition' is on; load the "
+                "model again, or turn fixed_composition off (it is part of 'turbo')"
+            )
+        types_t = torch.from_numpy(types)
+        unsupported = ~torch.isin(types_t, self._supported_types)
+        if unsupported.any():
+            bad = sorted(set(types_t[unsupported].tolist()))
+            raise InvalidInput(
+                f"atomic types {bad} are not supported by this model, which knows "
+                f"{self.atomic_types}; use a model trained for these elements"
+            )
+        types_t = types_t.to(self.device)
+        self._types_cache = (types.copy(), types_t)
+        return types_t
+
+    def _add_neighbor_lists(self, system, positions_np, cell_np, pbc_np, pairs):
+        if pairs is None:
+            full_pairs, full_shifts = self.verlet.pairs(positions_np, cell_np, pbc_np)
+            key = self.verlet.rebuilds
+        else:
+            full_pairs, full_shifts = pairs
+            key = -1
+        for options, cutoff in zip(self.requested_neighbor_lists, self.cutoffs):
+            candidates, shifts = self._candidates(
+                options.full_list, key, full_pairs, full_shifts
+            )
+            block = neighbor_block(
+                options, cutoff, system.positions, system.cell, candidates, shifts
+            )
+            system.add_neighbor_list(options, block)
+
+    def _candidates(self, full_list: bool, key: int, pairs, shifts):
+        """Full or half candidate pairs as int32 device tensors, cached per rebuild."""
+        cached = self._candidates_cache.get(full_list)
+        if key >= 0 and cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        pairs_t = torch.as_tensor(np.asarray(pairs), dtype=torch.int32).reshape(-1, 2)
+        shifts_t = torch.as_tensor(np.asarray(shifts), dtype=torch.int32).reshape(-1, 3)
+        if not full_list:
+            keep = half_list_mask(pairs_t, shifts_t)
+            pairs_t, shifts_t = pairs_t[keep], shifts_t[keep]
+        pairs_t, shifts_t = pairs_t.to(self.device), shifts_t.to(self.device)
+        if key >= 0:
+            self._candidates_cache[full_list] = (key, pairs_t, shifts_t)
+        return pairs_t, shifts_t
+
+    def _selection_labels(self, selected_atoms, n_atoms: int) -> Optional[Labels]:
+        if selected_atoms is None:
+            return None
+        atoms = torch.as_tensor(np.asarray(selected_atoms), dtype=torch.int32).reshape(-1)
+        if atoms.numel() and (atoms.min() < 0 or atoms.max() >= n_atoms):
+            raise InvalidInput(f"selected_atoms must be indices in [0, {n_atoms})")
+        values = torch.stack([torch.zeros_like(atoms), atoms], dim=1)
+        return Labels(["system", "atom"], values.to(self.device))
+
+    @contextlib.contextmanager
+    def _timer(self, phase: str):
+        start = time.perf_counter()
+        yield
+        self.timings[phase] += time.perf_counter() - start
+
+
+def _as_numpy(array, dtype) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _as_tensor(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of ``array``; shares its memory when dtype and device already match."""
+    tensor = torch.from_numpy(array).to(dtype=dtype, device=device)
+    if tensor.data_ptr() == array.ctypes.data:
+        # never let autograd bookkeeping touch the caller's buffer
+        tensor = tensor.view_as(tensor)
+    return tensor
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to(torch.float64).cpu().numpy()

@@ -1,0 +1,247 @@
+"""Inference settings: the one table that every engine reads.
+
+Each row of :data:`SETTINGS` is a keyword with its type, its value in each preset,
+its unit and a one-line doc. The Python driver, the ASE calculator, the i-PI
+client options and the ``pair_style mlipdrive`` keywords all come from this
+table; the C++ plugin gets a header generated from it at configure time
+(``python -m mlipdrive.settings --cpp-header FILE``).
+
+Presets:
+
+- ``default``: the model as exported, safest.
+- ``turbo``: for long rollouts at fixed composition; every change it makes is
+  held to numbers by the benchmark harness (``mlipdrive bench``).
+"""
+
+import argparse
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    type: type
+    presets: Dict[str, Any]
+    unit: str
+    doc: str
+    choices: Tuple[Any, ...] = ()
+
+
+SETTINGS = (
+    Setting(
+        "dtype", str, {"default": "model", "turbo": "float32"}, "",
+        "floating point type of the evaluation; 'model' keeps the exported one",
+        choices=("model", "float64", "float32"),
+    ),
+    Setting(
+        "threads", int, {"default": 0, "turbo": 0}, "",
+        "torch intra-op threads; 0 leaves torch's own choice",
+    ),
+    Setting(
+        "graph_optimize", bool, {"default": True, "turbo": False}, "",
+        "TorchScript graph-executor optimisation (profiling and fusion)",
+    ),
+    Setting(
+        "fusion_strategy", str, {"default": "", "turbo": ""}, "",
+        "TorchScript fusion strategy, e.g. 'STATIC:2,DYNAMIC:10'; '' keeps torch's",
+    ),
+    Setting(
+        "freeze", bool, {"default": False, "turbo": True}, "",
+        "torch.jit.freeze the model (silently skipped where the model cannot be frozen)",
+    ),
+    Setting(
+        "skin", float, {"default": 1.0, "turbo": 1.0}, "angstrom",
+        "Verlet skin of the driver's neighbour list (LAMMPS uses its own 'neighbor')",
+    ),
+    Setting(
+        "check_consistency", bool, {"default": False, "turbo": False}, "",
+        "metatomic's consistency checks of inputs and outputs on every call",
+    ),
+    Setting(
+        "fixed_composition", bool, {"default": False, "turbo": True}, "",
+        "cache everything that depends only on atom types; a change of types is an error",
+    ),
+    Setting(
+        "tf32", bool, {"default": False, "turbo": True}, "",
+        "allow TF32 matmuls (CUDA only; no effect on CPU)",
+    ),
+)
+
+PRESETS = ("default", "turbo")
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+class _SettingsMethods:
+    """Validation and constructors of :class:`InferenceSettings`."""
+
+    def __post_init__(self):
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if not isinstance(value, setting.type) or (
+                setting.type is int and isinstance(value, bool)
+            ):
+                raise TypeError(
+                    f"setting '{setting.name}' must be {setting.type.__name__}, "
+                    f"got {value!r}"
+                )
+            if setting.choices and value not in setting.choices:
+                raise ValueError(
+                    f"setting '{setting.name}' must be one of {list(setting.choices)}, "
+                    f"got {value!r}"
+                )
+        if self.threads < 0:
+            raise ValueError(f"setting 'threads' must be >= 0, got {self.threads}")
+        if self.skin < 0:
+            raise ValueError(f"setting 'skin' must be >= 0 angstrom, got {self.skin}")
+        parse_fusion_strategy(self.fusion_strategy)
+
+    @classmethod
+    def preset(cls, name: str, **overrides):
+        """The named preset, with some fields replaced."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown settings preset '{name}'; use one of {PRESETS}")
+        values = {setting.name: setting.presets[name] for setting in SETTINGS}
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {sorted(unknown)}; known: {sorted(values)}"
+            )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_strings(cls, preset: str = "default", **text: str):
+        """Build settings from ``key=value`` text, as given on command lines."""
+        return cls.preset(preset, **{key: parse_value(key, v) for key, v in text.items()})
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+InferenceSettings = dataclasses.make_dataclass(
+    "InferenceSettings",
+    [
+        (setting.name, setting.type, dataclasses.field(default=setting.presets["default"]))
+        for setting in SETTINGS
+    ],
+    bases=(_SettingsMethods,),
+    frozen=True,
+    namespace={"__doc__": "Settings applied once when a model is loaded (one field per "
+               "row of :data:`SETTINGS`, defaults from the 'default' preset)."},
+)
+
+
+SettingsLike = Union[str, "InferenceSettings", Mapping[str, Any], None]
+
+
+def resolve(settings: SettingsLike) -> InferenceSettings:
+    """Accept a preset name, a mapping (with an optional 'preset' key) or settings."""
+    if settings is None:
+        return InferenceSettings.preset("default")
+    if isinstance(settings, InferenceSettings):
+        return settings
+    if isinstance(settings, str):
+        return InferenceSettings.preset(settings)
+    values = dict(settings)
+    preset = values.pop("preset", "default")
+    return InferenceSettings.preset(preset, **values)
+
+
+def parse_value(name: str, text: Any) -> Any:
+    """Convert a command-line value to the type of setting ``name``."""
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown setting '{name}'; known: {sorted(_BY_NAME)}")
+    kind = _BY_NAME[name].type
+    if not isinstance(text, str):
+        return text
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("on", "yes", "true", "1"):
+            return True
+        if lowered in ("off", "no", "false", "0"):
+            return False
+        raise ValueError(f"expected on/off for setting '{name}', got '{text}'")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(
+            f"expected a {kind.__name__} for setting '{name}', got '{text}'"
+        ) from None
+
+
+def parse_fusion_strategy(text: str):
+    """'STATIC:2,DYNAMIC:10' -> [('STATIC', 2), ('DYNAMIC', 10)]; '' -> None."""
+    if text == "":
+        return None
+    strategy = []
+    for item in text.split(","):
+        kind, _, depth = item.partition(":")
+        if kind not in ("STATIC", "DYNAMIC") or not depth.isdigit():
+            raise ValueError(
+                f"fusion_strategy must look like 'STATIC:2,DYNAMIC:10', got '{text}'"
+            )
+        strategy.append((kind, int(depth)))
+    return strategy
+
+
+def cpp_header() -> str:
+    """C++ declarations of the table, for the LAMMPS plugin."""
+    cpp_types = {bool: "bool", int: "int", float: "double", str: "std::string"}
+
+    def literal(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return '"' + value + '"'
+        return repr(value)
+
+    lines = [
+        "// Generated from driver/mlipdrive/settings.py; do not edit.",
+        "#pragma once",
+        "#include <string>",
+        "",
+        "namespace mlipdrive {",
+        "",
+        "/// Inference settings, one field per row of mlipdrive.settings.SETTINGS.",
+        "struct InferenceSettings {",
+    ]
+    for setting in SETTINGS:
+        lines.append(f"    /// {setting.doc}")
+        default = literal(setting.presets["default"])
+        lines.append(f"    {cpp_types[setting.type]} {setting.name} = {default};")
+    lines += ["};", "", "/// Preset names, in order.", "inline const char* const PRESETS[] = {"]
+    lines += [f'    "{name}",' for name in PRESETS]
+    lines += ["};", ""]
+    lines.append("/// Apply a preset by name; returns false for an unknown name.")
+    lines.append("inline bool apply_preset(InferenceSettings& s, const std::string& name) {")
+    for preset in PRESETS:
+        lines.append(f'    if (name == "{preset}") {{')
+        for setting in SETTINGS:
+            lines.append(f"        s.{setting.name} = {literal(setting.presets[preset])};")
+        lines.append("        return true;")
+        lines.append("    }")
+    lines += ["    return false;", "}", "", "/// Names of all settings, in table order."]
+    lines.append("inline const char* const SETTING_NAMES[] = {")
+    lines += [f'    "{setting.name}",' for setting in SETTINGS]
+    lines += ["};", "", "}  // namespace mlipdrive", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list] = None):
+    parser = argparse.ArgumentParser(description="print or export the settings table")
+    parser.add_argument("--cpp-header", metavar="FILE", help="write the C++ header here")
+    args = parser.parse_args(argv)
+    if args.cpp_header:
+        with open(args.cpp_header, "w") as file:
+            file.write(cpp_header())
+    else:
+        for setting in SETTINGS:
+            presets = ", ".join(f"{k}={v!r}" for k, v in setting.presets.items())
+            print(f"{setting.name:18} {presets:40} {setting.doc}")
+
+
+if __name__ == "__main__":
+    main()

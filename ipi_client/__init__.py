@@ -1,0 +1,1 @@
+"""mlipdrive's own i-PI socket client (``mlipdrive.ipi``)."""
