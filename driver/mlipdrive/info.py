@@ -21,7 +21,8 @@ def describe(potential) -> str:
         f"outputs           {outputs}",
         f"length unit       {caps.length_unit}",
         f"interaction range {caps.interaction_range:g} {caps.length_unit}",
-        f"dtype             {caps.dtype}",
+        f"dtype             {potential.exported_dtype} "
+        f"(evaluated in {caps.dtype})",
         f"devices           {list(caps.supported_devices)} (running on {potential.device})",
     ]
     for options, cutoff in zip(potential.requested_neighbor_lists, potential.cutoffs):

@@ -26,6 +26,9 @@ def load(
     settings = resolve(settings)
     units_ = unit_system(units)
     model = load_model(path, extensions)
+    exported_dtype = model.capabilities().dtype
     torch_device = choose_device(model, device)
     model = apply_settings(model, settings, torch_device)
-    return Potential(model, torch_device, settings, units_)
+    potential = Potential(model, torch_device, settings, units_)
+    potential.exported_dtype = exported_dtype
+    return potential

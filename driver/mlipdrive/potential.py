@@ -67,6 +67,8 @@ class Potential:
         self.units = units
         self.capabilities = model.capabilities()
         self.dtype = _DTYPES[self.capabilities.dtype]
+        # the dtype the model was exported with (load() records it before conversion)
+        self.exported_dtype = self.capabilities.dtype
         self.atomic_types = list(self.capabilities.atomic_types)
         self.requested_neighbor_lists = list(model.requested_neighbor_lists())
         self.cutoffs = [o.engine_cutoff(units.length) for o in self.requested_neighbor_lists]

@@ -1,0 +1,60 @@
+"""Shared fixtures: the reference models and thread limits for a 2-core machine."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+# tests share 2 cores: one thread per process, also for the lmp/mpirun/i-pi children
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MACE_MODEL = ROOT / "models" / "mace" / "mace-cual.pt"
+sys.path.insert(0, str(ROOT / "models" / "lj"))
+
+from export_lj import export_lj  # noqa: E402
+
+# argon, in Å and eV; the same numbers feed pair_style lj/cut in the LAMMPS tests
+LJ_SIGMA = 3.405
+LJ_EPSILON = 0.0104
+LJ_CUTOFF = 8.5
+
+
+@pytest.fixture(scope="session")
+def lj_model(tmp_path_factory) -> pathlib.Path:
+    """Exact LJ model (shifted, like ASE's LennardJones), half neighbour list."""
+    path = tmp_path_factory.mktemp("models") / "lj.pt"
+    export_lj(path, sigma=LJ_SIGMA, epsilon=LJ_EPSILON, cutoff=LJ_CUTOFF, shifted=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lj_model_unshifted(tmp_path_factory) -> pathlib.Path:
+    """Exact LJ model without the energy shift, like LAMMPS's plain lj/cut."""
+    path = tmp_path_factory.mktemp("models") / "lj-unshifted.pt"
+    export_lj(path, sigma=LJ_SIGMA, epsilon=LJ_EPSILON, cutoff=LJ_CUTOFF, shifted=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lj_model_full(tmp_path_factory) -> pathlib.Path:
+    """Exact LJ model asking for a full neighbour list."""
+    path = tmp_path_factory.mktemp("models") / "lj-full.pt"
+    export_lj(
+        path, sigma=LJ_SIGMA, epsilon=LJ_EPSILON, cutoff=LJ_CUTOFF, shifted=True,
+        full_list=True,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def mace_model() -> pathlib.Path:
+    """The shipped small MACE model (Cu, Al), float64."""
+    assert MACE_MODEL.is_file(), f"{MACE_MODEL} is missing: run models/mace/train.sh"
+    return MACE_MODEL
