@@ -5,7 +5,13 @@ import importlib
 import sys
 
 # each module defines add_parser(subparsers), whose parser sets func(args) -> int
-SUBCOMMAND_MODULES = ["mlipdrive.info", "mlipdrive.md"]
+SUBCOMMAND_MODULES = [
+    "mlipdrive.info",
+    "mlipdrive.md",
+    "mlipdrive.ipi_command",
+    "mlipdrive.lammps",
+    "mlipdrive.bench.cli",
+]
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser):

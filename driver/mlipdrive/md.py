@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import ase.io
     import numpy as np
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
     from .ase import MLIPCalculator
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         extensions=args.extensions,
     )
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
+    thermalize_momenta(atoms, temperature_K=args.temperature, rng=rng)
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=args.timestep * units.fs)
     n_atoms = len(atoms)

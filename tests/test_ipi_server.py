@@ -1,0 +1,141 @@
+"""Our i-PI client against the real ``i-pi`` server, compared step for step with
+i-PI's own metatomic driver (``i-pi-py_driver -m metatomic``) on the same input
+and seed: NVE, NVT and NPT of the LJ and the shipped MACE model over UNIX and
+INET sockets, path integrals with several clients and in batched mode.
+
+Runs are short (10-20 steps of 32 atoms) to fit a 2-core CI; each reference run
+is made once per session and shared.
+"""
+
+import numpy as np
+import pytest
+
+from mlipdrive.ipi.testing import Simulation, read_extras, run_simulation
+from mlipdrive.testing import argon, copper_aluminium
+
+# both clients evaluate the same model in float64 with the same unit factors;
+# only the order of floating-point sums may differ (neighbour lists)
+POSITIONS_ATOL = 1e-10  # Bohr
+PROPERTIES_RTOL = 1e-9
+
+SYSTEMS = {
+    # 32 atoms each
+    "lj": dict(structure=lambda: argon(repeat=2),
+               simulation=dict(steps=20, temperature_k=80.0, timestep_fs=2.0)),
+    "mace": dict(structure=lambda: copper_aluminium(repeat=2),
+                 simulation=dict(steps=10, temperature_k=300.0, timestep_fs=1.0)),
+}
+
+
+@pytest.fixture(scope="module")
+def models(request):
+    """Model paths by name; MACE only when the test asks for it."""
+
+    class Models(dict):
+        def __missing__(self, name):
+            fixture = {"lj": "lj_model", "mace": "mace_model"}[name]
+            self[name] = request.getfixturevalue(fixture)
+            return self[name]
+
+    return Models()
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory, models):
+    """i-PI with i-pi-py_driver -m metatomic, once per (model, ensemble, beads)."""
+    cache = {}
+
+    def get(name, ensemble, nbeads=1):
+        key = (name, ensemble, nbeads)
+        if key not in cache:
+            directory = tmp_path_factory.mktemp(f"reference-{name}-{ensemble}-{nbeads}")
+            cache[key] = run_simulation(
+                directory, SYSTEMS[name]["structure"](), simulation(name, ensemble, nbeads),
+                models[name], ["reference"],
+            )
+        return cache[key]
+
+    return get
+
+
+def simulation(name, ensemble, nbeads=1, **changes):
+    options = dict(SYSTEMS[name]["simulation"], ensemble=ensemble, nbeads=nbeads)
+    if nbeads > 1:
+        options["steps"] = 10
+    options.update(changes)
+    return Simulation(**options)
+
+
+def assert_same_run(ours, reference):
+    """Same trajectory (every bead, every step) and the same thermodynamics."""
+    assert len(ours.positions) == len(reference.positions)
+    for bead, (mine, theirs) in enumerate(zip(ours.positions, reference.positions)):
+        assert mine.shape == theirs.shape and len(mine) > 1, (bead, mine.shape, theirs.shape)
+        error = np.abs(mine - theirs).max()
+        assert error < POSITIONS_ATOL, f"bead {bead}: positions differ by {error:.3g} Bohr"
+    np.testing.assert_allclose(ours.cells, reference.cells, rtol=0, atol=POSITIONS_ATOL)
+    np.testing.assert_allclose(ours.properties, reference.properties,
+                               rtol=PROPERTIES_RTOL, atol=1e-14)
+
+
+# every model runs NVE and NVT, and each model and each ensemble goes over both
+# transports (a Latin square: the transport cannot change the trajectory, and
+# each run costs ~5 s of process start-up on 2 cores); over INET we use the
+# i-pi-py_driver-like entry point, over UNIX ``mlipdrive ipi``
+@pytest.mark.parametrize("name, ensemble, transport", [
+    ("lj", "nve", "unix"),
+    ("lj", "nvt", "inet"),
+    ("mace", "nve", "inet"),
+    ("mace", "nvt", "unix"),
+])
+def test_trajectory_equals_ipis_metatomic_driver(name, ensemble, transport, models,
+                                                  reference_runs, tmp_path):
+    client = "mlipdrive" if transport == "unix" else "familiar"
+    extras = name == "lj" and ensemble == "nve"
+    ours = run_simulation(
+        tmp_path, SYSTEMS[name]["structure"](),
+        simulation(name, ensemble, extras=extras), models[name], [client],
+        transport=transport, extra=["--per-atom-energies"] if extras else [],
+    )
+    assert_same_run(ours, reference_runs(name, ensemble))
+    # the run moved: a wrong force would not go unnoticed
+    assert np.abs(ours.positions[0][-1] - ours.positions[0][0]).max() > 1e-3
+    if extras:
+        assert_per_atom_energies(ours)
+
+
+def assert_per_atom_energies(run):
+    """The extras trajectory holds per-atom energies that sum to the potential."""
+    extras = read_extras(run.directory / "sim.extras_0")
+    potential = run.property("potential")
+    assert len(extras) == len(potential)
+    for frame, energy in zip(extras, potential):
+        assert frame.shape == (32,)
+        assert frame.sum() == pytest.approx(energy, rel=1e-9)
+
+
+def test_npt_cell_and_pressure_equal_ipis_metatomic_driver(models, tmp_path,
+                                                          tmp_path_factory):
+    """The flexible barostat moves the cell with our virial: sign, units, layout."""
+    run = simulation("lj", "npt", steps=15)
+    reference = run_simulation(tmp_path_factory.mktemp("reference-lj-npt"),
+                               argon(repeat=2), run, models["lj"], ["reference"])
+    ours = run_simulation(tmp_path, argon(repeat=2), run, models["lj"], ["mlipdrive"])
+    assert_same_run(ours, reference)
+    volume = ours.property("volume")
+    assert abs(volume[-1] - volume[0]) > 1e-6 * volume[0], "the cell did not move"
+
+
+@pytest.mark.parametrize("clients, batch_size", [
+    (["mlipdrive", "mlipdrive"], 1),  # 4 beads shared by 2 client processes
+    (["mlipdrive"], 4),  # i-PI's batched mode: all beads in one message
+])
+def test_path_integrals_with_four_beads(clients, batch_size, models, reference_runs,
+                                        tmp_path):
+    ours = run_simulation(tmp_path, argon(repeat=2),
+                          simulation("lj", "nvt", nbeads=4, batch_size=batch_size),
+                          models["lj"], clients)
+    assert all(code == 0 for code in ours.client_codes)
+    assert_same_run(ours, reference_runs("lj", "nvt", nbeads=4))
+    # the beads are not on top of each other
+    assert np.abs(ours.positions[0][-1] - ours.positions[3][-1]).max() > 1e-4

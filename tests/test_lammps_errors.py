@@ -1,0 +1,155 @@
+"""Bad input to pair_style mlipdrive: a LAMMPS ERROR naming the cause and the fix.
+
+Never a segfault or a hang: every run has a timeout, and runs that fail on one
+MPI rank only (NaN forces) must still bring the whole job down.
+"""
+
+import pathlib
+
+import pytest
+from conftest import LJ_CUTOFF
+from lammps_testing import (
+    export_lj_variant,
+    export_model_needing_extension,
+    lj_lattice_lines,
+    run_lmp,
+)
+
+
+# neighbor skin: LAMMPS's default for units metal, 2 Å
+
+
+def script(pair_style, pair_coeff="* * Ar", before="", units="metal", after="run 10"):
+    return "\n".join(
+        [
+            f"units {units}",
+            before,
+            lj_lattice_lines("orthogonal", 2),
+            f"pair_style {pair_style}",
+            f"pair_coeff {pair_coeff}",
+            after,
+        ]
+    )
+
+
+def assert_error(result, *fragments):
+    assert result.returncode != 0, result.output[-3000:]
+    text = " ".join(result.output.split())  # LAMMPS wraps long lines
+    assert "ERROR" in text, result.output[-3000:]
+    assert "Segmentation fault" not in text and "signal 11" not in text, result.output[-3000:]
+    for fragment in fragments:
+        assert fragment in text, (fragment, result.error() or result.output[-3000:])
+
+
+def test_missing_model_file(tmp_path):
+    result = run_lmp(tmp_path, script(f"mlipdrive {tmp_path / 'missing.pt'}"), check=False)
+    assert_error(result, "missing.pt' does not exist", "give the path of an exported metatomic model")
+
+
+def test_corrupt_model_file(tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"this is not a TorchScript archive" * 10)
+    result = run_lmp(tmp_path, script(f"mlipdrive {corrupt}"), check=False)
+    assert_error(result, "is not a loadable metatomic model", "export it again")
+
+
+def test_model_needing_an_extension(tmp_path):
+    model = export_model_needing_extension(tmp_path / "needs-extension.pt")
+    result = run_lmp(tmp_path, script(f"mlipdrive {model}"), check=False)
+    assert_error(result, "needs TorchScript extensions", "extensions DIR")
+
+
+def test_element_unknown_to_the_model(tmp_path, lj_model):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", "* * Cu"), check=False)
+    assert_error(result, "element Cu (29) for atom type 1 is not known by model", "which knows Ar (18)")
+
+
+def test_not_an_element(tmp_path, lj_model):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", "* * Xx"), check=False)
+    assert_error(result, "'Xx' for atom type 1 is neither an element symbol nor an atomic number")
+
+
+@pytest.mark.parametrize("coeff", ["* * Ar Ar", "* *"])
+def test_wrong_number_of_pair_coeff_elements(tmp_path, lj_model, coeff):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", coeff), check=False)
+    assert_error(result, "needs one element per atom type", "e.g. 'pair_coeff * * Ar'")
+
+
+def test_pair_coeff_not_star_star(tmp_path, lj_model):
+    # LAMMPS itself checks this for styles with one pair_coeff line (one_coeff)
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", "1 1 Ar"), check=False)
+    assert_error(result, "must start with * * for pair style mlipdrive")
+
+
+def test_newton_pair_off(tmp_path, lj_model):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", before="newton off"), check=False)
+    assert_error(result, "requires newton pair on", "remove 'newton off'")
+
+
+def test_unsupported_units(tmp_path, lj_model):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", units="lj"), check=False)
+    assert_error(result, "does not support 'units lj'", "use units metal, real, si or electron")
+
+
+def test_bad_keywords(tmp_path, lj_model):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model} colour blue"), check=False)
+    assert_error(result, "unknown setting 'colour'", "known settings: dtype")
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model} dtype float16"), check=False)
+    assert_error(result, "setting 'dtype' must be one of [model, float64, float32], got 'float16'")
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model} check_consistency maybe"), check=False)
+    assert_error(result, "expected on/off for setting 'check_consistency', got 'maybe'")
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model} threads"), check=False)
+    assert_error(result, "expected KEYWORD VALUE pairs")
+
+
+def test_cuda_without_gpu(tmp_path, lj_model):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model} device cuda"), check=False)
+    assert_error(result, "torch sees no CUDA GPU", "use 'device cpu'")
+
+
+@pytest.fixture(scope="module")
+def lj_two_layers(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "lj-two-layers.pt"
+    return export_lj_variant(path, interaction_range=2 * LJ_CUTOFF)
+
+
+def test_comm_cutoff_too_small(tmp_path, lj_two_layers):
+    text = script(f"mlipdrive {lj_two_layers}", after="comm_modify cutoff 10.0\nrun 10")
+    result = run_lmp(tmp_path, text, ranks=2, check=False)
+    assert_error(
+        result,
+        "comm_modify cutoff 10 is shorter than the 19 this model needs",
+        "remove 'comm_modify cutoff'",
+    )
+
+
+def test_infinite_range_on_two_ranks(tmp_path):
+    model = export_lj_variant(tmp_path / "lj-inf.pt", interaction_range=float("inf"))
+    result = run_lmp(tmp_path, script(f"mlipdrive {model}"), ranks=2, check=False)
+    assert_error(result, "infinite interaction range", "run it on one rank")
+
+
+def test_periodic_mode_on_two_ranks(tmp_path, lj_model):
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model} mode periodic"), ranks=2, check=False)
+    assert_error(result, "'mode periodic' works on one MPI rank only", "use 'mode ghosts'")
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_nan_forces(tmp_path, lj_model, ranks):
+    # a second atom on top of atom 1: r = 0, so the LJ energy is infinite
+    text = script(
+        f"mlipdrive {lj_model}",
+        after="create_atoms 1 single 0.0 0.0 0.0 units box\nrun 10",
+    )
+    result = run_lmp(tmp_path, text, ranks=ranks, check=False, timeout=120)
+    assert_error(result, "non-finite energy or forces", "atoms too close or overlapping")
+
+
+def test_plugin_file_exists():
+    from mlipdrive.lammps import plugin_path
+
+    assert pathlib.Path(plugin_path()).is_file()

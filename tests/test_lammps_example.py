@@ -1,0 +1,32 @@
+"""examples/lammps runs as its README says (a few steps here), serial and on two ranks."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from lammps_testing import LMP_TIMEOUT, LmpResult
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "lammps"
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_lammps_example(mace_model, ranks):
+    env = dict(os.environ)
+    env.pop("LAMMPS_PLUGIN_PATH", None)
+    env["VENV"] = str(pathlib.Path(sys.executable).parent.parent)
+    env["NP"] = str(ranks)
+    process = subprocess.run(
+        [str(EXAMPLE / "run.sh"), "-var", "steps", "10", "-log", "none"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=LMP_TIMEOUT,
+    )
+    result = LmpResult(process.returncode, process.stdout + process.stderr)
+    assert result.returncode == 0, result.output[-3000:]
+    thermo = result.thermo()
+    assert thermo["Step"][-1] == 10
+    assert np.isfinite(thermo["TotEng"]).all()
