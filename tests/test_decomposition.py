@@ -114,7 +114,7 @@ def test_periodic_box_equals_locals_plus_ghost_images(lj, name):
 
 
 def test_periodic_box_equals_locals_plus_ghost_images_mace(mace):
-    # ~1000 ghosts for two local atoms: MACE's range is 10 Å
+    # hundreds of ghosts for two local atoms: MACE's range is 9 Å (2 × 4.5 Å)
     _check_one_domain(*mace, "tiny")
 
 

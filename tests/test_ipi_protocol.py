@@ -66,13 +66,13 @@ class FakePotential:
 
 @contextlib.contextmanager
 def running_client(potential=None, natoms=NATOMS, pbc=None, per_atom=False,
-                   message_timeout=5.0):
+                   message_timeout=5.0, idle_timeout=0.0):
     """A client loop in a thread on one end of a socket pair; yields the other end."""
     server, client_end = socket.socketpair()
     server.settimeout(10.0)
     potential = potential or FakePotential()
     evaluator = Evaluator(potential.compute, np.full(natoms, 18), pbc, per_atom)
-    client = Client(Wire(client_end, message_timeout), evaluator)
+    client = Client(Wire(client_end, message_timeout, idle_timeout), evaluator)
     outcome = {}
 
     def target():
@@ -410,6 +410,15 @@ def test_truncated_message_on_an_open_connection_times_out():
     assert time.monotonic() - start < 3
     outcome = run_stream(P.STATUS[:5], close=False, message_timeout=0.3)
     assert "in the middle of a message header" in str(outcome["error"])
+
+
+def test_idle_timeout_when_asked_for():
+    start = time.monotonic()
+    with running_client(idle_timeout=0.3) as (server, client, potential, outcome, thread):
+        thread.join(5)
+    assert isinstance(outcome["error"], ConnectionLost)
+    assert "no message from i-PI for 0.3 s (idle timeout)" in str(outcome["error"])
+    assert time.monotonic() - start < 3
 
 
 def test_model_failure_is_an_evaluation_error():

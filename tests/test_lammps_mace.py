@@ -49,7 +49,7 @@ boundary p p p
 read_data {data}
 pair_style mlipdrive {model} {options}
 pair_coeff * * Cu Al
-# a small skin: the ghost shell is the interaction range (10 A) + skin
+# a small skin: the ghost shell is the interaction range (9 A) + skin
 neighbor 0.5 bin
 compute pe_atom all pe/atom
 compute pe_sum all reduce sum c_pe_atom
@@ -70,7 +70,7 @@ run 0
     [(1, ""), (2, "")],
     ids=["serial-periodic", "np2-ghosts"],
 )
-def test_frame_matches_python_driver(tmp_path, frame, mace_model, ranks, options, record_property):
+def test_frame_matches_python_driver(tmp_path, frame, mace_model, ranks, options):
     directory, reference, volume = frame
     script = FRAME_SCRIPT.format(data=directory / "frame.data", model=mace_model, options=options)
     result = run_lmp(tmp_path, script, ranks)
@@ -92,7 +92,6 @@ def test_frame_matches_python_driver(tmp_path, frame, mace_model, ranks, options
         "per-atom energies": energies_error,
         "max |dF| eV/A": np.abs(forces - reference.forces).max(),
     }
-    record_property("relative errors", errors)
     assert energy_error <= SAME_MODEL and force_error <= SAME_MODEL, errors
     assert virial_error <= SAME_MODEL and energies_error <= SAME_MODEL, errors
 
@@ -105,7 +104,7 @@ def test_frame_matches_python_driver(tmp_path, frame, mace_model, ranks, options
         assert "communication cutoff set to" in result.output
 
 
-def test_nve_energy_conservation(tmp_path, mace_model, record_property):
+def test_nve_energy_conservation(tmp_path, mace_model):
     """2000 steps of 1 fs at ~300 K: the total energy does not drift.
 
     16 atoms in a 7.5 x 7.5 x 3.75 Å cell (many periodic images) keep it quick.
@@ -136,8 +135,6 @@ def test_nve_energy_conservation(tmp_path, mace_model, record_property):
     slope, _ = np.polyfit(time_ps, etotal, 1)
     fluctuation = etotal.std()
     kinetic = thermo["KinEng"].mean() / n_atoms
-    record_property("drift eV/atom/ps", slope)
-    record_property("etotal std eV/atom", fluctuation)
     assert thermo["Step"][-1] == 2000
     # the atoms move (a temperature of ~300 K) while the total energy stays put
     assert kinetic > 0.02
