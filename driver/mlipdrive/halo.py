@@ -45,6 +45,7 @@ import numpy as np
 import vesin
 from scipy.spatial import cKDTree
 
+from .neighbors import needs_rebuild
 from .potential import Results
 
 # extra width of the halo, in fractional coordinates: an atom on a domain face may
@@ -471,12 +472,4 @@ class DomainList:
         return self.domain, self.pairs
 
     def _needs_rebuild(self, positions, cell, pbc) -> bool:
-        if self._reference is None or self.skin == 0.0:
-            return True
-        old_positions, old_cell, old_pbc = self._reference
-        if old_positions.shape != positions.shape:
-            return True
-        if not (np.array_equal(old_cell, cell) and np.array_equal(old_pbc, pbc)):
-            return True
-        displacement2 = ((positions - old_positions) ** 2).sum(axis=1)
-        return bool(displacement2.max(initial=0.0) > 0.25 * self.skin * self.skin)
+        return needs_rebuild(self._reference, positions, cell, pbc, self.skin)

@@ -44,15 +44,22 @@ class VerletPairs:
         return self._pairs, self._shifts
 
     def _needs_rebuild(self, positions, cell, pbc) -> bool:
-        if self._reference is None or self.skin == 0.0:
-            return True
-        old_positions, old_cell, old_pbc = self._reference
-        if old_positions.shape != positions.shape:
-            return True
-        if not (np.array_equal(old_cell, cell) and np.array_equal(old_pbc, pbc)):
-            return True
-        displacement2 = ((positions - old_positions) ** 2).sum(axis=1)
-        return bool(displacement2.max(initial=0.0) > 0.25 * self.skin * self.skin)
+        return needs_rebuild(self._reference, positions, cell, pbc, self.skin)
+
+
+def needs_rebuild(reference, positions, cell, pbc, skin: float) -> bool:
+    """Whether a list built at ``reference`` = (positions, cell, pbc) with this
+    ``skin`` may miss pairs now: some atom moved more than skin/2, or the cell,
+    the periodicity or the atom count changed."""
+    if reference is None or skin == 0.0:
+        return True
+    old_positions, old_cell, old_pbc = reference
+    if old_positions.shape != positions.shape:
+        return True
+    if not (np.array_equal(old_cell, cell) and np.array_equal(old_pbc, pbc)):
+        return True
+    displacement2 = ((positions - old_positions) ** 2).sum(axis=1)
+    return bool(displacement2.max(initial=0.0) > 0.25 * skin * skin)
 
 
 def half_list_mask(pairs: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
