@@ -178,7 +178,19 @@ static void convert_dtype(LoadedModel& model, const std::string& dtype) {
             "export the model as " + dtype
         );
     }
-    model.module.to(scalar);
+    // only floating-point tensors change type, as with torch.nn.Module.to in
+    // Python: Module::to(dtype) would also cast integer buffers (e.g. the atomic
+    // type tables MACE feeds to one_hot), which must stay integers
+    for (auto tensor : model.module.parameters(/*recurse=*/true)) {
+        if (tensor.is_floating_point()) {
+            tensor.set_data(tensor.to(scalar));
+        }
+    }
+    for (auto tensor : model.module.buffers(/*recurse=*/true)) {
+        if (tensor.is_floating_point()) {
+            tensor.set_data(tensor.to(scalar));
+        }
+    }
     auto capabilities = metatomic_torch::ModelCapabilitiesHolder::from_json(
         model.capabilities->to_json()
     );

@@ -30,3 +30,22 @@ def test_lammps_example(mace_model, ranks):
     thermo = result.thermo()
     assert thermo["Step"][-1] == 10
     assert np.isfinite(thermo["TotEng"]).all()
+
+
+def test_lammps_turbo_matches_default(mace_model):
+    """`settings turbo` (float32 on a float64 model) runs and stays within 1e-4 eV/atom."""
+    env = dict(os.environ)
+    env["VENV"] = str(pathlib.Path(sys.executable).parent.parent)
+    thermo = {}
+    for settings in ("default", "turbo"):
+        process = subprocess.run(
+            [str(EXAMPLE / "run.sh"), "-var", "steps", "10", "-log", "none",
+             "-var", "model", f"{mace_model} settings {settings}"],
+            env=env, capture_output=True, text=True, timeout=LMP_TIMEOUT,
+        )
+        result = LmpResult(process.returncode, process.stdout + process.stderr)
+        assert result.returncode == 0, result.output[-3000:]
+        thermo[settings] = result.thermo()
+    n_atoms = 108
+    difference = np.abs(thermo["turbo"]["PotEng"] - thermo["default"]["PotEng"]) / n_atoms
+    assert difference.max() < 1e-4
