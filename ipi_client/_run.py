@@ -84,25 +84,17 @@ def run(
     settings="default",
     device: str = "cpu",
     extensions: Optional[str] = None,
-    unix: Optional[str] = None,
-    address: str = "localhost",
-    port: Optional[int] = None,
-    sockets_prefix: str = DEFAULT_SOCKETS_PREFIX,
-    pbc=None,
-    per_atom_energies: bool = False,
-    connect_timeout: float = 60.0,
-    message_timeout: float = 30.0,
-    idle_timeout: float = 0.0,
-    verbose: bool = False,
-    timings: bool = False,
     mpi: Optional[bool] = None,
+    **serve_options,
 ) -> int:
     """Load ``model``, connect to i-PI and serve it until EXIT; return an exit code.
 
+    :param structure: a file with the atom types i-PI will send (its order)
     :param mpi: use MPI domain decomposition; ``None`` decides from the launcher
         (``mpirun -np N`` with N > 1)
-    The other parameters are those of :func:`mlipdrive.load` and
-    :func:`mlipdrive.ipi.serve`.
+    :param serve_options: the connection and loop options of
+        :func:`mlipdrive.ipi.serve` (``unix``, ``port``, ``timings``, ...)
+    ``settings``, ``device`` and ``extensions`` are those of :func:`mlipdrive.load`.
     """
     from mlipdrive import load
 
@@ -132,18 +124,12 @@ def run(
             log(f"error: {problem}")
         return EXIT_USAGE
 
-    options = dict(
-        unix=unix, address=address, port=port, sockets_prefix=sockets_prefix, pbc=pbc,
-        per_atom_energies=per_atom_energies, connect_timeout=connect_timeout,
-        message_timeout=message_timeout, idle_timeout=idle_timeout, verbose=verbose,
-        timings=timings,
-    )
     handle_term = rank == 0 and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if handle_term else None
     try:
         if comm is None:
-            return serve(potential.compute, types, **options)
-        return _run_distributed(potential, comm, types, options)
+            return serve(potential.compute, types, **serve_options)
+        return _run_distributed(potential, comm, types, serve_options)
     except KeyboardInterrupt:
         if rank == 0:
             log("interrupted; closed the connection (i-PI gives the work to other clients)")
@@ -171,14 +157,14 @@ def _run_distributed(potential, comm, types, options) -> int:
             comm.Abort(EXIT_EVALUATION)
         return 0
 
-    if options["verbose"]:
+    if options.get("verbose"):
         log(f"domain decomposition over {size} MPI ranks; rank 0 talks to i-PI")
     try:
         # a failed evaluation raises on rank 0 only after every rank has left the
         # step's collectives (see decomposition.py), so close() below reaches them
         return serve(distributed.compute, types, **options)
     finally:
-        if getattr(distributed, "_in_step", False):
+        if distributed.in_step:
             # interrupted (Ctrl-C, SIGTERM) between two collectives of a step: the
             # workers cannot be reached by close(); end the job instead of hanging
             comm.Abort(EXIT_INTERRUPTED)

@@ -105,6 +105,8 @@ struct PairState {
     bool message_passing = false;
     /// evaluation options asking for the total energy / per-atom energies
     metatomic_torch::ModelEvaluationOptions options_total;
+    /// atom_energy_sum on a model with per-atom energies: always ask for them
+    bool sum_atom_energies = false;
     metatomic_torch::ModelEvaluationOptions options_per_atom;
 
     // ---- from pair_coeff
@@ -348,6 +350,8 @@ void PairMlipdrive::load(const std::string& path) {
     s.message_passing = s.interaction_range > s.max_cutoff * (1.0 + 1e-12);
     s.options_total = mlipdrive::make_options(s.units, false);
     s.options_per_atom = mlipdrive::make_options(s.units, true);
+    s.sum_atom_energies = s.settings.atom_energy_sum &&
+                          caps->outputs().at("energy")->sample_kind() == "atom";
 
     if (comm->me == 0) {
         std::string text = fmt::format("mlipdrive: model {} ('{}')\n", path, s.model.name);
@@ -612,7 +616,7 @@ void PairMlipdrive::compute(int eflag, int vflag) {
     s.time_system += mlipdrive::seconds_since(start);
 
     start = std::chrono::steady_clock::now();
-    auto& options = eflag_atom ? s.options_per_atom : s.options_total;
+    auto& options = (eflag_atom || s.sum_atom_energies) ? s.options_per_atom : s.options_total;
     options->set_selected_atoms(adaptor.selected_atoms);
     torch::Tensor energies;
     torch::Tensor energy_samples;

@@ -104,6 +104,39 @@ def test_frame_matches_python_driver(tmp_path, frame, mace_model, ranks, options
         assert "communication cutoff set to" in result.output
 
 
+SUM_SCRIPT = """
+units metal
+boundary p p p
+read_data {data}
+pair_style mlipdrive {model} atom_energy_sum on
+pair_coeff * * Cu Al
+neighbor 0.5 bin
+compute pv all pressure NULL virial
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6]
+thermo_modify format float %.17g
+dump frame all custom 1 frame.dump id fx fy fz
+dump_modify frame format float %.17g sort id
+run 0
+"""
+
+
+@pytest.mark.parametrize("ranks", [1, 2], ids=["serial-periodic", "np2-ghosts"])
+def test_atom_energy_sum_matches_model_total(tmp_path, frame, mace_model, ranks):
+    """atom_energy_sum (no pe/atom asked): the plugin sums the model's per-atom
+    energies itself; energy, forces and virial stay those of the model's total."""
+    directory, reference, volume = frame
+    script = SUM_SCRIPT.format(data=directory / "frame.data", model=mace_model)
+    result = run_lmp(tmp_path, script, ranks)
+    thermo = result.thermo()
+    dump = read_dump(tmp_path / "frame.dump")
+    forces = np.stack([dump["fx"], dump["fy"], dump["fz"]], axis=1)
+    virial = np.array([thermo[f"c_pv[{k + 1}]"][0] for k in range(6)]) * volume / NKTV2P_METAL
+    expected = np.array([0.5 * (reference.virial[a, b] + reference.virial[b, a]) for a, b in VOIGT])
+    assert abs(thermo["PotEng"][0] - reference.energy) <= SAME_MODEL * abs(reference.energy)
+    assert np.abs(forces - reference.forces).max() <= SAME_MODEL * np.abs(reference.forces).max()
+    assert np.abs(virial - expected).max() <= SAME_MODEL * np.abs(expected).max()
+
+
 def test_nve_energy_conservation(tmp_path, mace_model):
     """2000 steps of 1 fs at ~300 K: the total energy does not drift.
 

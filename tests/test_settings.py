@@ -47,6 +47,7 @@ SINGLE_FIELDS = [
     {"skin": 0.0},
     {"check_consistency": True},
     {"fixed_composition": True},
+    {"atom_energy_sum": True},
     {"tf32": True},
 ]
 

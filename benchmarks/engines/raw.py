@@ -21,7 +21,7 @@ def run(row: Row, workdir: pathlib.Path) -> dict:
     import numpy as np
     import torch
     import vesin
-    from metatomic.torch import ModelEvaluationOptions, ModelOutput, System
+    from metatomic.torch import ModelEvaluationOptions, System
 
     import mlipdrive
     from mlipdrive.neighbors import half_list_mask, neighbor_block
@@ -57,7 +57,7 @@ def run(row: Row, workdir: pathlib.Path) -> dict:
 
     evaluation = ModelEvaluationOptions(
         length_unit="angstrom",
-        outputs={"energy": ModelOutput(unit="eV", sample_kind="system")},
+        outputs={"energy": potential.energy_output()},
     )
     model = potential.model
     check = potential.settings.check_consistency

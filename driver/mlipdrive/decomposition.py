@@ -159,6 +159,12 @@ class DistributedPotential:
         return {**self._timings, **self._domains.timings}
 
     @property
+    def in_step(self) -> bool:
+        """True on rank 0 between a step's first broadcast and its reduction: an
+        interruption there leaves the workers inside a collective."""
+        return self._in_step
+
+    @property
     def rebuilds(self) -> int:
         """How many times this rank built its domain and pair list."""
         return self._domains.rebuilds

@@ -87,10 +87,13 @@ def neighbor_block(
     cutoff in the engine's length unit. Vectors are computed from ``positions`` and
     ``cell`` with torch, keeping their autograd graph.
     """
-    vectors = positions[pairs[:, 1]] - positions[pairs[:, 0]]
-    vectors = vectors + shifts.to(cell.dtype) @ cell
-    inside = (vectors.detach() ** 2).sum(dim=1) < cutoff * cutoff
-    pairs, shifts, vectors = pairs[inside], shifts[inside], vectors[inside]
+    with torch.no_grad():
+        candidates = pair_vectors(positions, cell, pairs, shifts)
+        squared = (candidates * candidates) @ candidates.new_ones(3)
+        inside = torch.nonzero(squared < cutoff * cutoff).reshape(-1)
+    pairs, shifts = pairs.index_select(0, inside), shifts.index_select(0, inside)
+    # the vectors again, from the kept pairs only: a smaller graph to differentiate
+    vectors = pair_vectors(positions, cell, pairs, shifts)
     device = positions.device
     return TensorBlock(
         values=vectors.reshape(-1, 3, 1),
@@ -98,3 +101,10 @@ def neighbor_block(
         components=[Labels("xyz", torch.tensor([[0], [1], [2]], device=device))],
         properties=Labels("distance", torch.tensor([[0]], device=device)),
     )
+
+
+def pair_vectors(positions, cell, pairs, shifts) -> torch.Tensor:
+    """r_j - r_i + S @ cell for each pair (i, j) with cell shift S."""
+    first = positions.index_select(0, pairs[:, 0])
+    second = positions.index_select(0, pairs[:, 1])
+    return second - first + shifts.to(cell.dtype) @ cell

@@ -85,6 +85,11 @@ class Potential:
                 f"(it has {list(self.capabilities.outputs.keys())}); mlipdrive runs "
                 "conservative energy models"
             )
+        # the model sums its per-atom energies itself, at a cost (metatrain's
+        # sum_over_samples); with atom_energy_sum this driver sums them
+        self.sum_atom_energies = settings.atom_energy_sum and (
+            self.capabilities.outputs[self._energy_key].sample_kind == "atom"
+        )
         self._supported_types = torch.tensor(self.atomic_types, dtype=torch.int32)
         self._fixed_types: Optional[np.ndarray] = None
         self._types_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None
@@ -148,9 +153,7 @@ class Potential:
         options = ModelEvaluationOptions(
             length_unit=self.units.length,
             outputs={
-                self._energy_key: ModelOutput(
-                    unit=self.units.energy, sample_kind="atom" if per_atom else "system"
-                )
+                self._energy_key: self.energy_output(per_atom)
             },
             selected_atoms=selection,
         )
@@ -189,6 +192,11 @@ class Potential:
                 if pbc_np.all() and volume > 0:
                     results.stress = -results.virial / volume
         return results
+
+    def energy_output(self, per_atom: bool = False) -> ModelOutput:
+        """The energy output to ask the model for; its values sum to the energy."""
+        per_atom = per_atom or self.sum_atom_energies
+        return ModelOutput(unit=self.units.energy, sample_kind="atom" if per_atom else "system")
 
     # ------------------------------------------------------------------ internals
 

@@ -65,6 +65,11 @@ SETTINGS = (
         "cache everything that depends only on atom types; a change of types is an error",
     ),
     Setting(
+        "atom_energy_sum", bool, {"default": False, "turbo": True}, "",
+        "ask for per-atom energies and sum them here, skipping the model's own "
+        "reduction (sum_over_samples); ignored where the model has no per-atom energy",
+    ),
+    Setting(
         "tf32", bool, {"default": False, "turbo": True}, "",
         "allow TF32 matmuls (CUDA only; no effect on CPU)",
     ),
