@@ -66,6 +66,9 @@ def add_parser(subparsers):
     how.add_argument("--max-steps", type=int, default=None,
                      help="cap on the steps per repeat (default 2000)")
     how.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3)")
+    how.add_argument("--rounds", type=int, default=None,
+                     help="run the rows of each model and size this many times in turn and "
+                     "pool their repeats: fairer ratios on a noisy machine (default 1)")
     how.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5)")
     how.add_argument("--timeout", type=float, default=None, metavar="S",
                      help="limit per row in seconds (default 1800; 60 with --quick)")
@@ -99,6 +102,7 @@ def options_from_arguments(args):
         "settings": args.settings, "ranks": args.ranks, "threads": args.threads,
         "device": args.device, "timestep_fs": args.timestep, "steps": args.steps,
         "budget_s": args.budget, "max_steps": args.max_steps, "repeats": args.repeats,
+        "rounds": args.rounds,
         "warmup": args.warmup, "timeout_s": args.timeout, "isolate": args.isolate,
         "structure": args.structure,
     }
@@ -120,6 +124,8 @@ def _check(options):
         raise ValueError(f"--threads must be >= 1, got {options.threads}")
     if options.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {options.repeats}")
+    if options.rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {options.rounds}")
     if options.steps < 0 or options.warmup < 0:
         raise ValueError("--steps and --warmup must be >= 0")
     if options.timestep_fs <= 0:

@@ -190,7 +190,10 @@ def markdown(record: dict) -> str:
         f"- {options['threads']} torch thread(s) per process/rank, device {options['device']}; "
         f"timestep {options['timestep_fs']:g} fs (ns/day uses it); NVE from one structure "
         "per model and size (thermal velocities; i-PI draws its own)",
-        f"- ms/step: median over {options['repeats']} repeats after {options['warmup']} "
+        f"- ms/step: median over {options['repeats']} repeats"
+        + (f" in each of {options['rounds']} rounds (the rows of one model and size run "
+           "in turn, repeats pooled)" if options.get("rounds", 1) > 1 else "")
+        + f" after {options['warmup']} "
         "warm-up steps; ± is the standard deviation over repeats; steps/s, ns/day and "
         "atom-steps/s follow from the median",
         "- × floor: ms/step over the raw model cost (forward + backward, same model, "

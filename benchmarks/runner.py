@@ -4,7 +4,9 @@ Order: per model and system size, the in-process rows first (the floor first
 of all; they also tell how long a step takes), then the rows that start their
 own programs (LAMMPS, i-PI), whose steps per repeat are chosen from those
 timings. Rows of one model and size run close together in time, so that their
-ratios are honest on a noisy machine.
+ratios are honest on a noisy machine; with ``rounds`` > 1 the rows of one model
+and size run that many times in turn, and each row's repeats of every round
+are pooled (a slow minute then touches every row alike).
 
 In-process rows run in worker processes (``mlipdrive.bench.worker``): one per
 row with ``isolate`` (fresh torch state and allocator, exact peak memory), or
@@ -48,6 +50,7 @@ class Options:
     budget_s: float = 2.0
     max_steps: int = 2000
     repeats: int = 3
+    rounds: int = 1  # the rows of one model and size, run this many times in turn
     warmup: int = 5
     timeout_s: float = 1800.0
     isolate: bool = True
@@ -125,21 +128,25 @@ def run(options: Options, *, progress: Optional[Progress] = None,
     try:
         models, _systems, rows, skipped = prepare(options, workdir)
         progress = progress or Progress(len(rows), enabled=False)
-        progress.total = len(rows)
+        progress.total = len(skipped) + (len(rows) - len(skipped)) * options.rounds
         results: Dict[int, dict] = {}
-        for batch in _batches(rows, options.isolate):
+        for batch in _batches(rows, options.isolate, options.rounds):
             runnable = [row for row in batch if row.index not in skipped]
             for row in batch:
-                if row.index in skipped:
+                if row.index in skipped and row.index not in results:
                     results[row.index] = {"status": "skipped", "reason": skipped[row.index]}
                     progress.done(row.label, "skipped: " + skipped[row.index])
             if not runnable:
                 continue
+            earlier = {row.index: results.pop(row.index) for row in runnable
+                       if row.index in results}
             if engines_module.ENGINES[runnable[0].engine].in_process:
                 _run_worker(runnable, workdir, results, progress)
             else:
                 for row in runnable:
                     _run_external(row, rows, results, workdir, progress)
+            for index, record in earlier.items():
+                results[index] = pool_rounds(record, results[index])
         collected = [_collect(row, results.get(row.index)) for row in rows]
     finally:
         if own_workdir and not keep_work:
@@ -152,9 +159,10 @@ def run(options: Options, *, progress: Optional[Progress] = None,
     }
 
 
-def _batches(rows: List[Row], isolate: bool) -> List[List[Row]]:
+def _batches(rows: List[Row], isolate: bool, rounds: int = 1) -> List[List[Row]]:
     """Rows in run order, grouped: per (model, atoms), in-process groups first
-    (floor first), then external rows one by one."""
+    (floor first), then external rows one by one; each (model, atoms) ``rounds``
+    times in a row."""
     by_system: Dict[tuple, List[Row]] = {}
     for row in rows:
         by_system.setdefault((row.model, row.atoms), []).append(row)
@@ -172,8 +180,23 @@ def _batches(rows: List[Row], isolate: bool) -> List[List[Row]]:
             key = (row.index,) if isolate else (row.ranks,)
             groups.setdefault(key, []).append(row)
         ordered = sorted(groups.values(), key=lambda g: (g[0].engine != "raw", g[0].index))
-        batches += ordered + external
+        batches += (ordered + external) * rounds
     return batches
+
+
+def pool_rounds(first: dict, later: dict) -> dict:
+    """One row's record over two rounds: the repeats of both (medians and spread
+    then span the rounds); the other figures of the first round. A failed round
+    fails the row."""
+    if first.get("status") != "ok":
+        return first
+    if later.get("status") != "ok":
+        return later
+    pooled = dict(first)
+    pooled["repeat_ms"] = list(first["repeat_ms"]) + list(later["repeat_ms"])
+    pooled["rounds"] = first.get("rounds", 1) + 1
+    pooled["wall_s"] = first.get("wall_s", 0.0) + later.get("wall_s", 0.0)
+    return pooled
 
 
 # ---------------------------------------------------------------------- workers

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from mlipdrive.bench import measure, report, systems
+from mlipdrive.bench import measure, report, runner, systems
 from mlipdrive.bench.engines import ENGINES, _ipi, _lammps, select
 from mlipdrive.bench.matrix import REFERENCE, Row, parse_settings
 
@@ -98,6 +98,24 @@ def test_summary_figures():
     assert measure.summary([5.0], 1, 1.0)["spread_ms"] == 0.0
 
 
+def test_rounds_pool_repeats_and_run_in_turn():
+    first = {"status": "ok", "repeat_ms": [1.0, 2.0], "split_ms": {"model": 1.0}, "wall_s": 1.0}
+    later = {"status": "ok", "repeat_ms": [9.0], "split_ms": {"model": 5.0}, "wall_s": 2.0}
+    pooled = runner.pool_rounds(first, later)
+    assert pooled["repeat_ms"] == [1.0, 2.0, 9.0] and pooled["rounds"] == 2
+    assert pooled["split_ms"] == {"model": 1.0} and pooled["wall_s"] == 3.0
+    failed = {"status": "failed", "error": "boom"}
+    assert runner.pool_rounds(first, failed) is failed
+    assert runner.pool_rounds(failed, first) is failed
+
+    rows = [Row(index=i, engine=engine, model="lj", model_path="lj.pt", system="Ar",
+                atoms=atoms, structure="s.xyz", species=["Ar"], settings="default",
+                settings_values={"preset": "default"})
+            for i, (engine, atoms) in enumerate([("raw", 100), ("lammps", 100), ("raw", 1000)])]
+    order = [[row.index for row in batch] for batch in runner._batches(rows, True, rounds=2)]
+    assert order == [[0], [1], [0], [1], [2], [2]]
+
+
 def test_drift_is_the_slope_per_atom():
     times = [0.0, 0.1, 0.2, 0.2, 0.3]  # a repeated point at a run boundary
     energies = [10.0, 10.5, 11.0, 11.0, 11.5]
@@ -168,7 +186,7 @@ def test_lammps_log():
     assert parsed["memory_mb"] == 3.105
     split = _lammps._split([second], 10)
     assert split["forward"] == 2.0 and split["backward"] == 1.0
-    assert split["driver"] == pytest.approx(4.5 - 3.0)  # Pair minus the model
+    assert split["driver"] == pytest.approx(1.0 + 0.1)  # System, then forces/virial
     assert split["communication"] == pytest.approx(0.2)
     assert split["engine"] == pytest.approx(0.2)  # Modify + Output + Other
     assert split["neighbors"] == pytest.approx(0.1)

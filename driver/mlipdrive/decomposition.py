@@ -26,7 +26,7 @@ its share into one float64 buffer
 with the forces on ghosts already added onto their owner atoms and zeros
 elsewhere; one ``MPI_Reduce(SUM)`` gives rank 0 the complete results. A
 whole-structure buffer is simple and costs one reduction of 4n doubles (~1 ms
-for 8000 atoms here, see benchmarks/decomposition_scaling.py), small next to the
+for 8000 atoms here), small next to the
 model on the same atoms. The local-atom count must add up to the atom count:
 ranks that disagreed about the domains would be an error, not a wrong answer.
 

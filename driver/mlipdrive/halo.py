@@ -420,8 +420,8 @@ class DomainList:
     rebuilds. Every rank takes the same decision from the same positions.
 
     ``skin = 0`` rebuilds at every step: cheaper where the model's cost per
-    ghost outweighs the neighbour search (large models), see
-    benchmarks/decomposition_scaling.py.
+    ghost outweighs the neighbour search (large models); compare with
+    ``mlipdrive bench --engines driver --settings default skin=0``.
     """
 
     def __init__(
