@@ -223,7 +223,7 @@ def _run_worker(group: List[Row], workdir: pathlib.Path, results: Dict[int, dict
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rows.json").write_text(json.dumps([row.to_dict() for row in group]))
     results_path = folder / "results.jsonl"
-    results_path.touch()
+    results_path.write_text("")  # a later round reuses the folder
     command = [sys.executable, "-m", "mlipdrive.bench.worker", "rows.json", "results.jsonl"]
     ranks = group[0].ranks
     if ranks > 1:
