@@ -62,8 +62,9 @@ class Options:
     def quick_defaults(cls, **overrides) -> "Options":
         """The CI smoke test: every engine on the LJ model and ~100 atoms, both
         presets on one rank and the default on two, a fraction of a second per
-        repeat. (The shipped MACE costs ~0.3 s per step at 100 atoms on one
-        core, and its first calls seconds: too slow for a two-minute budget.)"""
+        repeat. (The shipped MACE costs ~12 ms per step at 100 atoms on one
+        core, but its first calls take seconds in every engine and process:
+        too slow for a two-minute budget over 30 rows.)"""
         values = dict(
             models=("lj",), sizes=(100,), ranks=(1, 2), budget_s=0.25, max_steps=40, repeats=2,
             warmup=2, isolate=False, timeout_s=60.0, quick=True,
