@@ -20,6 +20,16 @@ def set_threads(row: Row):
         pass  # only settable before the first parallel work; harmless
 
 
+def load_potential(row: Row):
+    """The row's model through ``mlipdrive.load`` with its settings, on a worker
+    set up for the row (threads, torch's switches, GPU memory counter)."""
+    import mlipdrive
+
+    set_threads(row)
+    reset_gpu_memory(row.device)
+    return mlipdrive.load(row.model_path, settings=row.settings_for_load(), device=row.device)
+
+
 def torch_defaults():
     """Torch's own process-wide switches, for rows that run a model as exported
     in a worker where another row may have changed them (graph executor,

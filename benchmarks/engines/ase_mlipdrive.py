@@ -10,13 +10,9 @@ from . import _ase_md, _common
 def run(row: Row, workdir: pathlib.Path) -> dict:
     import ase.io
 
-    import mlipdrive
     from mlipdrive.ase import MLIPCalculator
 
-    _common.set_threads(row)
-    _common.reset_gpu_memory(row.device)
-    potential = mlipdrive.load(row.model_path, settings=row.settings_for_load(),
-                               device=row.device)
+    potential = _common.load_potential(row)
     atoms = ase.io.read(row.structure, parallel=False)
     result = _ase_md.run_verlet(
         row, atoms, MLIPCalculator(potential), on_warm=potential.timings.clear

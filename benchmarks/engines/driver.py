@@ -18,12 +18,7 @@ def run(row: Row, workdir: pathlib.Path):
     import ase.io
     import ase.units
 
-    import mlipdrive
-
-    _common.set_threads(row)
-    _common.reset_gpu_memory(row.device)
-    potential = mlipdrive.load(row.model_path, settings=row.settings_for_load(),
-                               device=row.device)
+    potential = _common.load_potential(row)
     compute = potential.compute
     distributed = None
     if row.ranks > 1:

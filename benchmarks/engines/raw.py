@@ -23,13 +23,9 @@ def run(row: Row, workdir: pathlib.Path) -> dict:
     import vesin
     from metatomic.torch import ModelEvaluationOptions, System
 
-    import mlipdrive
     from mlipdrive.neighbors import half_list_mask, neighbor_block
 
-    _common.set_threads(row)
-    _common.reset_gpu_memory(row.device)
-    potential = mlipdrive.load(row.model_path, settings=row.settings_for_load(),
-                               device=row.device)
+    potential = _common.load_potential(row)
     atoms = ase.io.read(row.structure, parallel=False)
     device, dtype = potential.device, potential.dtype
 

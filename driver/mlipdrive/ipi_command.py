@@ -96,8 +96,25 @@ def add_client_arguments(parser):
     parser.add_argument("-v", "--verbose", action="store_true", help="say more")
 
 
+def client_options(args) -> dict:
+    """Keyword arguments of :func:`mlipdrive.ipi.run` from the options of
+    :func:`add_client_arguments`."""
+    from mlipdrive.ipi import parse_pbc
+
+    return dict(
+        pbc=parse_pbc(args.pbc),
+        per_atom_energies=args.per_atom_energies,
+        connect_timeout=args.connect_timeout,
+        message_timeout=args.message_timeout,
+        idle_timeout=args.idle_timeout,
+        verbose=args.verbose,
+        timings=args.timings,
+        mpi=args.mpi,
+    )
+
+
 def run(args) -> int:
-    from mlipdrive.ipi import parse_pbc, run as run_client
+    from mlipdrive.ipi import run as run_client
 
     return run_client(
         args.model,
@@ -110,14 +127,7 @@ def run(args) -> int:
         address=args.address,
         port=args.port,
         sockets_prefix=args.sockets_prefix,
-        pbc=parse_pbc(args.pbc),
-        per_atom_energies=args.per_atom_energies,
-        connect_timeout=args.connect_timeout,
-        message_timeout=args.message_timeout,
-        idle_timeout=args.idle_timeout,
-        verbose=args.verbose,
-        timings=args.timings,
-        mpi=args.mpi,
+        **client_options(args),
     )
 
 
@@ -161,7 +171,7 @@ def familiar_main(argv=None) -> int:
 
 
 def _familiar_run(args, setting_names) -> int:
-    from mlipdrive.ipi import parse_pbc, run as run_client
+    from mlipdrive.ipi import run as run_client
     from mlipdrive.settings import InferenceSettings
 
     if args.mode not in ("metatomic", "mlipdrive"):
@@ -189,6 +199,11 @@ def _familiar_run(args, setting_names) -> int:
     given = {key: params.pop(key) for key in list(params) if key in setting_names}
     settings = InferenceSettings.from_strings(preset, **given)
     truthy = ("1", "true", "yes", "on")
+    # -o pbc=..., per_atom_energies=..., verbose=... as i-pi-py_driver takes them
+    args.pbc = params.get("pbc", args.pbc)
+    args.per_atom_energies = (args.per_atom_energies
+                              or params.get("per_atom_energies", "").lower() in truthy)
+    args.verbose = args.verbose or params.get("verbose", "").lower() in truthy
     return run_client(
         params["model"],
         params["template"],
@@ -199,15 +214,7 @@ def _familiar_run(args, setting_names) -> int:
         address=args.address,
         port=None if args.unix else args.port,
         sockets_prefix=args.sockets_prefix,
-        pbc=parse_pbc(params.get("pbc", args.pbc)),
-        per_atom_energies=args.per_atom_energies
-        or params.get("per_atom_energies", "").lower() in truthy,
-        connect_timeout=args.connect_timeout,
-        message_timeout=args.message_timeout,
-        idle_timeout=args.idle_timeout,
-        verbose=args.verbose or params.get("verbose", "").lower() in truthy,
-        timings=args.timings,
-        mpi=args.mpi,
+        **client_options(args),
     )
 
 
