@@ -49,3 +49,22 @@ def test_lammps_turbo_matches_default(mace_model):
     n_atoms = 108
     difference = np.abs(thermo["turbo"]["PotEng"] - thermo["default"]["PotEng"]) / n_atoms
     assert difference.max() < 1e-4
+
+
+def test_lmp_uses_torch_blas_for_float64(mace_model):
+    """liblammps.so exports a reference dgemm_: in the run.sh (make md) path, the
+    float64 model's matrix products must bind to torch's own (LD_DEBUG shows it)."""
+    env = dict(os.environ)
+    env["VENV"] = str(pathlib.Path(sys.executable).parent.parent)
+    env["LD_DEBUG"] = "bindings"
+    process = subprocess.run(
+        [str(EXAMPLE / "run.sh"), "-var", "steps", "2", "-log", "none",
+         "-var", "model", f"{mace_model} dtype float64"],
+        env=env, capture_output=True, text=True, timeout=LMP_TIMEOUT,
+    )
+    assert process.returncode == 0, process.stdout[-3000:]
+    bindings = [line for line in process.stderr.splitlines()
+                if "libtorch_cpu.so" in line.split(" to ")[0] and "`dgemm_'" in line]
+    assert bindings, "torch never called dgemm_: the check saw nothing"
+    assert all(" to " in line and "libtorch_cpu.so" in line.split(" to ")[1]
+               for line in bindings), bindings
