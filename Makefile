@@ -1,5 +1,5 @@
 # The two commands of README.md. Both create or reuse .venv (tools/setup_env.sh).
-.PHONY: md test setup
+.PHONY: md test test-matrix setup
 
 setup:
 	tools/setup_env.sh
@@ -9,3 +9,8 @@ md: setup
 
 test: setup
 	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -p no:cacheprovider
+
+# what `make test` leaves out: the whole LAMMPS workflow matrix (every model family x
+# boundary x ranks x layout x workflow) and the other wide sweeps marked `matrix`
+test-matrix: setup
+	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -p no:cacheprovider -m matrix

@@ -64,10 +64,11 @@ def kind_for_types(atomic_types: Sequence[int], unit_cell: Optional[str] = None)
 def unit_cell(kind: SystemKind):
     """The ASE Atoms of the unit cell to replicate."""
     import ase.build
-    import ase.io
+
+    from mlipdrive._structure import read_structure
 
     if kind.unit_cell is not None:
-        return ase.io.read(kind.unit_cell)
+        return read_structure(kind.unit_cell)
     return ase.build.bulk(kind.elements[0], "fcc", a=kind.lattice, cubic=True)
 
 

@@ -47,25 +47,11 @@ def launched_with_mpi() -> bool:
 
 def read_types(structure: str, structure_format: Optional[str], atomic_types) -> np.ndarray:
     """Atomic numbers from the structure file, checked against the model's types."""
-    import ase.io
+    from mlipdrive._structure import read_structure
 
-    try:
-        # parallel=False: under MPI, ASE's read is otherwise a collective (rank 0
-        # reads and broadcasts), and only rank 0 reads here
-        atoms = ase.io.read(structure, index=0, format=structure_format, parallel=False)
-    except FileNotFoundError:
-        raise ValueError(
-            f"structure file '{structure}' does not exist; give the file that "
-            "initialises i-PI (any format ASE reads)"
-        ) from None
-    except Exception as error:
-        raise ValueError(
-            f"cannot read structure file '{structure}' with ASE ({error}); give "
-            "--structure-format if ASE cannot guess the format from the name"
-        ) from error
+    # i-PI initialises from the first frame of its file
+    atoms = read_structure(structure, structure_format, index=0)
     types = np.asarray(atoms.numbers, dtype=np.int32)
-    if len(types) == 0:
-        raise ValueError(f"structure file '{structure}' holds no atoms")
     unknown = sorted(set(types.tolist()) - set(int(t) for t in atomic_types))
     if unknown:
         raise ValueError(

@@ -1,27 +1,31 @@
 /* mlipdrive: pair_style mlipdrive for LAMMPS, as a plugin.
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
- * The LAMMPS -> metatomic System adaptor. It turns LAMMPS's own neighbour list
- * into the model's neighbour lists (no second neighbour search), in one of two
- * layouts:
+ * How a LAMMPS frame becomes a metatomic System. LAMMPS's own neighbour list
+ * gives the pairs (no second neighbour search), in one of two layouts:
  *
- * - ghosts: the System holds local and ghost atoms as separate atoms with no
- *   periodicity; only local atoms contribute to the energy (selected_atoms) and
- *   forces on ghosts go back to their owners through LAMMPS's reverse
- *   communication. Works on any number of MPI ranks.
- * - periodic (one rank only): the System holds the local atoms and the periodic
- *   cell; each ghost in a pair is replaced by its owner and an integer cell shift.
- *   A message-passing model then runs on N atoms instead of N + ghosts.
+ * - ghosts (any number of MPI ranks): the System holds the local atoms, then
+ *   every ghost atom LAMMPS has (the ghost shell is the model's interaction
+ *   range + the neighbour skin), all as separate atoms with no periodicity, and
+ *   every pair between them shorter than the cutoff (LAMMPS's full list with
+ *   the ghosts' own pairs). Only local atoms count in the energy
+ *   (selected_atoms); forces on ghosts go back to their owners through LAMMPS's
+ *   reverse communication. Nothing is pruned: this is exact for any model whose
+ *   energy per atom depends only on atoms within its declared range.
+ * - periodic (one rank): the System holds the local atoms and the cell, each
+ *   ghost in a pair is replaced by its owner and an integer cell shift. The cell
+ *   vector of a non-periodic axis (boundary f, s or m) is zero and not periodic,
+ *   as metatomic requires. A message-passing model then runs on N atoms instead
+ *   of N + ghosts, on exactly the periodic System it was trained on.
  *
- * In both layouts each pair's distance vector is its own autograd leaf computed
- * from LAMMPS's coordinates (x_b - x_a with b the actual ghost image), so the
- * gradient of each pair is put on the LAMMPS atoms a and b themselves: forces on
- * ghosts are reverse-communicated, and the per-atom virial is split half and
- * half between the two atoms of each pair. Positions (and, periodic layout, the
- * cell) are autograd leaves too: models that recompute the pair vectors from
- * positions, cell and shifts (metatrain's MACE does) get their forces from
- * there, with per-atom virial x_i (x) f_i (plus an equal share of the cell term),
- * which still sums to the global virial.
+ * Both layouts read the atoms' types and positions at every step (fix atom/swap,
+ * fix gcmc and friends change types without rebuilding the neighbour list) and
+ * rebuild the pairs whenever LAMMPS rebuilds its list or the set of atoms that
+ * the model handles changes. Each pair's distance vector is its own autograd
+ * leaf computed from LAMMPS's coordinates (x_b - x_a, b the actual ghost
+ * image): its gradient goes to the LAMMPS atoms a and b themselves. Positions
+ * (and the cell) are leaves too, for models that recompute the pair vectors
+ * from positions, cell and shifts (metatrain's MACE does).
  */
 #pragma once
 
@@ -61,32 +65,25 @@ struct PairBlock {
 class SystemAdaptor {
 public:
     /// `periodic`: periodic layout (one rank only), else ghosts layout.
-    /// `ghost_pairs`: the LAMMPS list also has the pairs of ghost atoms
-    /// (message-passing models in the ghosts layout).
-    /// `layers`: interaction range / largest cutoff, rounded up (ghosts layout:
-    /// atoms more than `layers` pair hops from every local atom, and pairs
-    /// between atoms more than `layers - 1` hops away, cannot change the energy
-    /// of local atoms and are left out of the System)
     SystemAdaptor(
         LAMMPS_NS::LAMMPS* lmp,
         std::vector<PairRequest> requests,
         bool periodic,
-        bool ghost_pairs,
-        int layers,
         torch::Device device,
         torch::ScalarType dtype
     );
 
-    /// Build the System of the current step. `rebuilt` says that LAMMPS rebuilt
-    /// its neighbour list (or anything else changed) since the last call;
+    /// Build the System of the current step. `list_rebuilt` says that LAMMPS
+    /// rebuilt its neighbour list (or the atoms changed) since the last call;
     /// `atomic_numbers[type]` maps LAMMPS types to atomic numbers (-1: not ours).
-    void update(LAMMPS_NS::NeighList* list, bool rebuilt, const std::vector<int32_t>& atomic_numbers, bool need_cell_gradient);
+    void update(LAMMPS_NS::NeighList* list, bool list_rebuilt, const std::vector<int32_t>& atomic_numbers,
+                bool need_cell_gradient);
 
     /// The System for the model, with its neighbour lists.
     metatomic_torch::System system;
     /// System positions before the dtype conversion: (n_atoms, 3) float64 leaf
     torch::Tensor positions;
-    /// System cell before the dtype conversion: (3, 3) float64 leaf (periodic layout)
+    /// System cell before the dtype conversion: (3, 3) float64 (a leaf when asked)
     torch::Tensor cell;
     /// one block per request
     std::vector<PairBlock> blocks;
@@ -96,23 +93,33 @@ public:
     int n_local = 0;
     /// selected_atoms for the evaluation options: the local atoms (ghosts layout)
     torch::optional<metatensor_torch::Labels> selected_atoms;
-    bool periodic() const { return periodic_; }
 
 private:
-    void rebuild_candidates(LAMMPS_NS::NeighList* list, const std::vector<int32_t>& atomic_numbers);
-    /// ghosts layout: hop distances from the local atoms, and the System's atoms
-    void select_ghosts(const std::vector<int32_t>& atomic_numbers);
+    /// the System's atoms: those whose type the model handles, local first
+    void select_atoms(const std::vector<int32_t>& atomic_numbers);
+    /// atomic numbers of the System atoms, read again; false if an atom left
+    /// or joined the set of atoms the model handles
+    bool refresh_species(const std::vector<int32_t>& atomic_numbers);
+    /// candidate pairs from LAMMPS's list, within the largest cutoff + skin
+    void collect_candidates(LAMMPS_NS::NeighList* list);
+    /// periodic layout: the owner and cell shift of candidate (a, b)
+    void add_periodic_candidate(int a, int b, const std::vector<int>& owner_of_tag);
+    /// owner (LAMMPS index) of each atom ID among the local atoms
+    std::vector<int> local_owners() const;
+    void build_positions_and_cell(bool need_cell_gradient);
+    void build_block(size_t request_index);
+    void build_selected_atoms();
 
     LAMMPS_NS::LAMMPS* lmp_;
     std::vector<PairRequest> requests_;
     bool periodic_;
-    bool ghost_pairs_;
-    int layers_;
     torch::Device device_;
     torch::ScalarType dtype_;
 
     /// System index of each LAMMPS atom (-1: not in the System)
     std::vector<int> system_index_;
+    /// atomic number of each System atom
+    std::vector<int32_t> species_;
     /// candidate pairs (LAMMPS indices) within the list cutoff: in the ghosts
     /// layout each unordered pair once (a < b); in the periodic layout every
     /// ordered pair with a local first atom
@@ -125,10 +132,6 @@ private:
     std::vector<char> candidate_in_half_;
     /// this step: squared length of each candidate pair
     std::vector<double> candidate_distance2_;
-    /// ghosts layout, this step: pair hops from the nearest local atom (per LAMMPS atom)
-    std::vector<int> hops_;
-    /// largest neighbour-list cutoff, squared
-    double max_cutoff2_ = 0.0;
     torch::Tensor types_;
     int64_t selected_count_ = -1;
     metatensor_torch::Labels xyz_;

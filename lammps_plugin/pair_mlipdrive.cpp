@@ -31,6 +31,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include "mlipdrive_autograd.h"
 #include "mlipdrive_model.h"
 #include "mlipdrive_settings.h"
 #include "mlipdrive_settings_io.h"
@@ -117,8 +118,6 @@ struct PairState {
     /// periodic layout (one rank) instead of ghosts
     bool periodic = false;
     std::unique_ptr<SystemAdaptor> adaptor;
-    /// the communication cutoff this pair style set (0: none)
-    double comm_cutoff_set = 0.0;
 
     // ---- change detection between steps
     bigint last_neighbor_calls = -1;
@@ -157,7 +156,8 @@ using mlipdrive::PairState;
 
 PairMlipdrive::PairMlipdrive(LAMMPS* lmp): Pair(lmp), state(std::make_unique<PairState>()) {
     single_enable = 0;
-    restartinfo = 0;
+    // restart files keep the pair_style and pair_coeff words (see write_restart)
+    restartinfo = 1;
     one_coeff = 1;
     manybody_flag = 1;
     // the virial is computed from the pair vectors' gradients (and the cell's in
@@ -234,7 +234,7 @@ void PairMlipdrive::settings(int narg, char** arg) {
     if (state->settings.threads < 0) {
         error->all(FLERR, "setting 'threads' must be >= 0, got {}", state->settings.threads);
     }
-    if (state->settings.skin < 0) {
+    if (!(state->settings.skin >= 0)) {
         error->all(FLERR, "setting 'skin' must be >= 0 angstrom, got {}", state->settings.skin);
     }
 
@@ -244,9 +244,9 @@ void PairMlipdrive::settings(int narg, char** arg) {
     }
 
     load(state->model_path);
-    if (!allocated) {
-        allocate();
-    }
+    // setflag and cutsq are allocated by pair_coeff: here the box (and so the
+    // number of atom types) may not exist yet
+    style_args.assign(arg, arg + narg);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -255,6 +255,7 @@ void PairMlipdrive::load(const std::string& path) {
     auto& s = *state;
     try {
         s.model = mlipdrive::load_model(path, s.extensions);
+        mlipdrive::provide_extension_autograd();
     } catch (const std::exception& e) {
         error->all(FLERR, "pair_style mlipdrive: {}", e.what());
     }
@@ -313,7 +314,8 @@ void PairMlipdrive::load(const std::string& path) {
     // settings that mean something else (or nothing) inside LAMMPS
     s.model.notes.push_back("skin: not used, LAMMPS's 'neighbor' command sets the skin");
     if (s.settings.fixed_composition) {
-        s.model.notes.push_back("fixed_composition: atom types are read again at every neighbour-list rebuild");
+        s.model.notes.push_back("fixed_composition: not used, atom types are read at every step "
+                                "(fix atom/swap and others change them without a neighbour-list rebuild)");
     }
     if (s.settings.tf32 && !device.is_cuda()) {
         s.model.notes.push_back("tf32: no effect on CPU");
@@ -359,7 +361,7 @@ void PairMlipdrive::load(const std::string& path) {
                             s.model.device.str(), caps->dtype(), s.threads, update->unit_style,
                             s.units.length, s.units.energy);
         text += fmt::format("mlipdrive: interaction range {:g} {}{}\n", s.interaction_range,
-                            update->unit_style, s.message_passing ? " (message passing)" : "");
+                            s.units.length, s.message_passing ? " (message passing)" : "");
         for (const auto& request: s.requests) {
             text += fmt::format("mlipdrive: neighbour list {}, cutoff {:g}, strict={}\n",
                                 request.options->full_list() ? "full" : "half", request.cutoff,
@@ -442,6 +444,7 @@ void PairMlipdrive::coeff(int narg, char** arg) {
         }
         state->atomic_numbers[type] = z;
     }
+    coeff_args.assign(arg, arg + narg);
 
     int count = 0;
     for (int i = 1; i <= ntypes; i++) {
@@ -478,6 +481,11 @@ void PairMlipdrive::init_style() {
         error->all(FLERR, "pair_style mlipdrive requires newton pair on (forces on ghost atoms are "
                    "sent back to their owners); remove 'newton off' or write 'newton on'");
     }
+    if (domain->dimension != 3) {
+        error->all(FLERR, "pair_style mlipdrive evaluates three-dimensional models: 'dimension {}' would "
+                   "feed the model a periodic stack of layers and drop the z forces; use dimension 3 "
+                   "(a thin periodic slab, or boundary p p f with a layer of atoms)", domain->dimension);
+    }
     if (atom->tag_enable == 0) {
         error->all(FLERR, "pair_style mlipdrive needs atom IDs; remove 'atom_modify id no'");
     }
@@ -511,47 +519,38 @@ void PairMlipdrive::init_style() {
         error->all(FLERR, "the model's neighbour-list cutoff is {}; LAMMPS needs a finite positive one",
                    s.max_cutoff);
     }
-    if (s.periodic && domain->triclinic && domain->triclinic_general) {
-        // LAMMPS keeps a restricted triclinic box internally; nothing to do, noted for clarity
-    }
 
-    // LAMMPS's own full list; with the pairs of ghost atoms when a message-passing
-    // model sees ghosts as atoms of the System
-    const bool ghost_pairs = !s.periodic && s.message_passing;
+    // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
     int flags = NeighConst::REQ_FULL;
-    if (ghost_pairs) {
+    if (!s.periodic) {
         flags |= NeighConst::REQ_GHOST;
     }
     neighbor->add_request(this, flags);
-
     check_comm_cutoff();
 
-    // message-passing layers, as the ghost shell sees them: range / cutoff
-    const int layers = s.message_passing
-        ? static_cast<int>(std::ceil(s.interaction_range / s.max_cutoff - 1e-9))
-        : 1;
     s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(
-        lmp, s.requests, s.periodic, ghost_pairs, layers, s.model.device, s.model.dtype
+        lmp, s.requests, s.periodic, s.model.device, s.model.dtype
     );
     s.last_neighbor_calls = -1;
     if (comm->me == 0) {
         utils::logmesg(lmp, "mlipdrive: {} layout ({}), {} MPI rank(s)\n",
                        s.periodic ? "periodic" : "ghosts",
                        s.periodic ? "local atoms + cell, ghosts folded onto their owners"
-                                  : "local + ghost atoms, no periodicity",
+                                  : "local + ghost atoms within the interaction range + skin, no periodicity",
                        comm->nprocs);
     }
 }
 
 /* ----------------------------------------------------------------------
-   ghost shell: the model's interaction range (cutoff x message-passing layers)
-   plus the neighbour skin, so that ghosts stay complete until the next rebuild
+   ghost shell: the model's interaction range plus the neighbour skin, so that
+   ghosts stay complete until the next rebuild
 ------------------------------------------------------------------------- */
 
 void PairMlipdrive::check_comm_cutoff() {
     auto& s = *state;
     if (s.periodic || !s.message_passing) {
-        // LAMMPS's default ghost cutoff (largest cutoff + skin) is what the pairs need
+        // the periodic layout uses ghosts only as images in pairs; otherwise
+        // LAMMPS's default ghost cutoff (largest cutoff + skin) is the range + skin
         return;
     }
     const double needed = s.interaction_range + neighbor->skin;
@@ -560,7 +559,7 @@ void PairMlipdrive::check_comm_cutoff() {
                    "cutoff to {:g}, the model's interaction range + skin)", needed);
     }
     const double user = comm->cutghostuser;
-    const bool user_set = user > 0.0 && user != s.comm_cutoff_set;
+    const bool user_set = user > 0.0 && user != comm_cutoff_set;
     if (user_set && user < needed) {
         error->all(FLERR, "comm_modify cutoff {:g} is shorter than the {:g} this model needs (interaction "
                    "range {:g} = cutoff x message-passing layers, + neighbor skin {:g}); remove 'comm_modify "
@@ -569,7 +568,7 @@ void PairMlipdrive::check_comm_cutoff() {
     }
     if (user < needed) {
         comm->cutghostuser = needed;
-        s.comm_cutoff_set = needed;
+        comm_cutoff_set = needed;
         if (comm->me == 0) {
             utils::logmesg(lmp, "mlipdrive: communication cutoff set to {:g} (interaction range {:g} + "
                            "skin {:g})\n", needed, s.interaction_range, neighbor->skin);
@@ -589,225 +588,330 @@ void PairMlipdrive::init_list(int, NeighList* ptr) {
 
 /* ---------------------------------------------------------------------- */
 
-void PairMlipdrive::compute(int eflag, int vflag) {
-    ev_init(eflag, vflag);
-    auto& s = *state;
+namespace mlipdrive {
 
-    auto start = std::chrono::steady_clock::now();
-    const bool rebuilt = neighbor->ncalls != s.last_neighbor_calls || list != s.last_list ||
+/// Where one evaluation's forces and virials go in LAMMPS.
+struct Tally {
+    double** f = nullptr;
+    /// per-atom virial (nullptr unless asked)
+    double** vatom = nullptr;
+    bool global_virial = false;
+    double virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+
+    bool need_virial() const { return global_virial || vatom != nullptr; }
+
+    /// a virial term shared half and half by atoms a and b (a == b: all to a)
+    void add_virial(int a, int b, const double v[6]) {
+        for (int k = 0; k < 6 && global_virial; k++) {
+            virial[k] += v[k];
+        }
+        for (int k = 0; k < 6 && vatom != nullptr; k++) {
+            vatom[a][k] += 0.5 * v[k];
+            vatom[b][k] += 0.5 * v[k];
+        }
+    }
+};
+
+/// Voigt-ordered symmetric part of the outer product u (x) w.
+static void symmetric_outer(const double* u, const double* w, double scale, double v[6]) {
+    v[0] = scale * u[0] * w[0];
+    v[1] = scale * u[1] * w[1];
+    v[2] = scale * u[2] * w[2];
+    v[3] = scale * 0.5 * (u[0] * w[1] + u[1] * w[0]);
+    v[4] = scale * 0.5 * (u[0] * w[2] + u[2] * w[0]);
+    v[5] = scale * 0.5 * (u[1] * w[2] + u[2] * w[1]);
+}
+
+/// Pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g; the virial
+/// -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each pair.
+static void scatter_pair_gradient(const PairBlock& block, const torch::Tensor& gradient, Tally& tally) {
+    if (!gradient.defined() || block.first.empty()) {
+        return;
+    }
+    const double* g = gradient.data_ptr<double>();
+    const double* r = block.vectors_cpu.data();
+    double** f = tally.f;
+    for (size_t p = 0; p < block.first.size(); p++) {
+        const int a = block.first[p];
+        const int b = block.second[p];
+        const double* gp = g + 3 * p;
+        for (int k = 0; k < 3; k++) {
+            f[a][k] += gp[k];
+            f[b][k] -= gp[k];
+        }
+        if (tally.need_virial()) {
+            double v[6];
+            symmetric_outer(r + 3 * p, gp, -1.0, v);
+            tally.add_virial(a, b, v);
+        }
+    }
+}
+
+/// Direct use of the positions by the model (usually none): f = -dE/dx, virial x (x) f.
+static void scatter_position_gradient(const SystemAdaptor& adaptor, const torch::Tensor& gradient,
+                                      double** x, Tally& tally) {
+    if (!gradient.defined()) {
+        return;
+    }
+    const double* g = gradient.data_ptr<double>();
+    for (size_t i = 0; i < adaptor.lammps_index.size(); i++) {
+        const int a = adaptor.lammps_index[i];
+        const double fi[3] = {-g[3 * i], -g[3 * i + 1], -g[3 * i + 2]};
+        for (int k = 0; k < 3; k++) {
+            tally.f[a][k] += fi[k];
+        }
+        if (tally.need_virial()) {
+            double v[6];
+            symmetric_outer(x[a], fi, 1.0, v);
+            tally.add_virial(a, a, v);
+        }
+    }
+}
+
+/// Direct use of the cell (periodic layout): -cell^T dE/dcell. It belongs to no
+/// atom in particular; per-atom virials get an equal share, so that they still
+/// sum to the global virial.
+static void add_cell_virial(const SystemAdaptor& adaptor, const torch::Tensor& gradient, Tally& tally) {
+    if (!gradient.defined() || !tally.need_virial()) {
+        return;
+    }
+    auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), gradient);
+    auto wa = w.accessor<double, 2>();
+    const double v[6] = {
+        wa[0][0], wa[1][1], wa[2][2],
+        0.5 * (wa[0][1] + wa[1][0]), 0.5 * (wa[0][2] + wa[2][0]), 0.5 * (wa[1][2] + wa[2][1]),
+    };
+    for (int k = 0; k < 6 && tally.global_virial; k++) {
+        tally.virial[k] += v[k];
+    }
+    const double share = 1.0 / static_cast<double>(adaptor.n_local);
+    for (int i = 0; i < adaptor.n_local && tally.vatom != nullptr; i++) {
+        const int a = adaptor.lammps_index[i];
+        for (int k = 0; k < 6; k++) {
+            tally.vatom[a][k] += share * v[k];
+        }
+    }
+}
+
+/// The model's energies of one step: per System atom (or one total) and,
+/// for per-atom energies, the System index of each value.
+struct Energies {
+    torch::Tensor values;
+    torch::Tensor atoms;
+};
+
+static Energies run_model(PairState& s, bool per_atom) {
+    auto& adaptor = *s.adaptor;
+    auto& options = (per_atom || s.sum_atom_energies) ? s.options_per_atom : s.options_total;
+    options->set_selected_atoms(adaptor.selected_atoms);
+    auto result = s.model.module.forward({
+        std::vector<metatomic_torch::System>{adaptor.system},
+        options,
+        s.settings.check_consistency,
+    });
+    auto energy = result.toGenericDict().at("energy").toCustomClass<metatensor_torch::TensorMapHolder>();
+    auto block = metatensor_torch::TensorMapHolder::block_by_id(energy, 0);
+    Energies energies{block->values(), torch::Tensor()};
+    if (per_atom) {
+        auto samples = block->samples()->values();
+        energies.atoms = samples.index({torch::indexing::Slice(), -1}).to(torch::kCPU).to(torch::kInt64).contiguous();
+    }
+    return energies;
+}
+
+/// Gradients of `total` with respect to every pair block, the positions and
+/// (when it is a leaf) the cell: float64, on the CPU, contiguous.
+static std::vector<torch::Tensor> differentiate(const SystemAdaptor& adaptor, const torch::Tensor& total) {
+    std::vector<torch::Tensor> inputs;
+    for (const auto& block: adaptor.blocks) {
+        inputs.push_back(block.vectors);
+    }
+    inputs.push_back(adaptor.positions);
+    if (adaptor.cell.requires_grad()) {
+        inputs.push_back(adaptor.cell);
+    }
+    mlipdrive::MissingAutogradCheck missing_autograd;
+    auto gradients = torch::autograd::grad({total}, inputs, {}, false, false, /*allow_unused=*/true);
+    missing_autograd.throw_if_missing();
+    bool finite = true;
+    for (auto& gradient: gradients) {
+        if (gradient.defined()) {
+            gradient = gradient.detach().to(torch::kCPU).to(torch::kFloat64).contiguous();
+            finite = finite && torch::isfinite(gradient).all().item<bool>();
+        }
+    }
+    if (!finite) {
+        throw std::runtime_error("the model returned a non-finite energy or forces (NaN/inf forces)");
+    }
+    return gradients;
+}
+
+/// One step's results: the model's energies and their gradients.
+struct Evaluation {
+    Energies energies;
+    double energy = 0.0;
+    std::vector<torch::Tensor> gradients;
+};
+
+}  // namespace mlipdrive
+
+/* ----------------------------------------------------------------------
+   one step: LAMMPS frame -> System, forward, backward, forces and virial back
+------------------------------------------------------------------------- */
+
+bool PairMlipdrive::atoms_changed() {
+    auto& s = *state;
+    const bool changed = neighbor->ncalls != s.last_neighbor_calls || list != s.last_list ||
                          atom->nlocal != s.last_nlocal || atom->nghost != s.last_nghost;
     s.last_neighbor_calls = neighbor->ncalls;
     s.last_list = list;
     s.last_nlocal = atom->nlocal;
     s.last_nghost = atom->nghost;
+    return changed;
+}
 
-    // the cell gradient carries the virial of a periodic model's own use of the cell
-    const bool need_virial = vflag_global || vflag_atom;
+void PairMlipdrive::compute(int eflag, int vflag) {
+    ev_init(eflag, vflag);
+    auto& s = *state;
     auto& adaptor = *s.adaptor;
+    mlipdrive::Tally tally;
+    tally.f = atom->f;
+    tally.vatom = vflag_atom ? vatom : nullptr;
+    tally.global_virial = vflag_global != 0;
     try {
-        adaptor.update(list, rebuilt, s.atomic_numbers, s.periodic && need_virial);
+        auto start = std::chrono::steady_clock::now();
+        // the cell gradient carries the virial of a periodic model's own use of the cell
+        adaptor.update(list, atoms_changed(), s.atomic_numbers, s.periodic && tally.need_virial());
+        if (adaptor.n_local == 0) {
+            return;  // empty sub-domain (or only NULL types here): nothing to evaluate
+        }
+        s.time_system += mlipdrive::seconds_since(start);
+
+        start = std::chrono::steady_clock::now();
+        mlipdrive::Evaluation evaluation;
+        evaluation.energies = mlipdrive::run_model(s, eflag_atom != 0);
+        auto total = evaluation.energies.values.sum();
+        s.time_forward += mlipdrive::seconds_since(start);
+
+        start = std::chrono::steady_clock::now();
+        evaluation.gradients = mlipdrive::differentiate(adaptor, total);
+        evaluation.energy = total.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
+        if (!std::isfinite(evaluation.energy)) {
+            throw std::runtime_error("the model returned a non-finite energy or forces (NaN/inf energy)");
+        }
+        s.time_backward += mlipdrive::seconds_since(start);
+
+        start = std::chrono::steady_clock::now();
+        store(evaluation, tally);
+        s.time_store += mlipdrive::seconds_since(start);
+        s.evaluations += 1;
     } catch (const std::exception& e) {
-        error->one(FLERR, "pair_style mlipdrive: {}", e.what());
+        error->one(FLERR, "pair_style mlipdrive on rank {} at step {}: {}; check the structure (atoms too "
+                   "close or overlapping? lost atoms? too large a timestep?) and that the model suits "
+                   "these elements", comm->me, update->ntimestep, e.what());
     }
-    if (adaptor.n_local == 0) {
-        // empty sub-domain (or only NULL types here): nothing to evaluate
-        return;
-    }
-    s.time_system += mlipdrive::seconds_since(start);
+}
 
-    start = std::chrono::steady_clock::now();
-    auto& options = (eflag_atom || s.sum_atom_energies) ? s.options_per_atom : s.options_total;
-    options->set_selected_atoms(adaptor.selected_atoms);
-    torch::Tensor energies;
-    torch::Tensor energy_samples;
-    try {
-        auto result = s.model.module.forward({
-            std::vector<metatomic_torch::System>{adaptor.system},
-            options,
-            s.settings.check_consistency,
-        });
-        auto energy = result.toGenericDict().at("energy").toCustomClass<metatensor_torch::TensorMapHolder>();
-        auto block = metatensor_torch::TensorMapHolder::block_by_id(energy, 0);
-        energies = block->values();
-        if (eflag_atom) {
-            energy_samples = block->samples()->values().to(torch::kCPU);
-        }
-    } catch (const std::exception& e) {
-        error->one(FLERR, "pair_style mlipdrive: the model failed on rank {}: {}", comm->me, e.what());
+void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
+    auto& adaptor = *state->adaptor;
+    const auto& gradients = evaluation.gradients;
+    const auto& energies = evaluation.energies;
+    const size_t n_blocks = adaptor.blocks.size();
+    for (size_t k = 0; k < n_blocks; k++) {
+        mlipdrive::scatter_pair_gradient(adaptor.blocks[k], gradients[k], tally);
     }
-    auto total = energies.sum();
-    s.time_forward += mlipdrive::seconds_since(start);
-
-    start = std::chrono::steady_clock::now();
-    std::vector<torch::Tensor> inputs;
-    for (auto& block: adaptor.blocks) {
-        inputs.push_back(block.vectors);
+    mlipdrive::scatter_position_gradient(adaptor, gradients[n_blocks], atom->x, tally);
+    if (gradients.size() > n_blocks + 1) {
+        mlipdrive::add_cell_virial(adaptor, gradients[n_blocks + 1], tally);
     }
-    inputs.push_back(adaptor.positions);
-    const bool cell_gradient = adaptor.cell.requires_grad();
-    if (cell_gradient) {
-        inputs.push_back(adaptor.cell);
+    for (int k = 0; k < 6 && tally.global_virial; k++) {
+        virial[k] += tally.virial[k];
     }
-    std::vector<torch::Tensor> gradients;
-    try {
-        gradients = torch::autograd::grad({total}, inputs, {}, false, false, /*allow_unused=*/true);
-    } catch (const std::exception& e) {
-        error->one(FLERR, "pair_style mlipdrive: the model's backward pass failed on rank {}: {}",
-                   comm->me, e.what());
-    }
-    const double energy_value = total.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
-    for (auto& gradient: gradients) {
-        if (gradient.defined()) {
-            gradient = gradient.detach().to(torch::kCPU).to(torch::kFloat64).contiguous();
-        }
-    }
-    s.time_backward += mlipdrive::seconds_since(start);
-
-    start = std::chrono::steady_clock::now();
-    bool finite = std::isfinite(energy_value);
-    for (const auto& gradient: gradients) {
-        finite = finite && (!gradient.defined() || torch::isfinite(gradient).all().item<bool>());
-    }
-    if (!finite) {
-        error->one(FLERR, "pair_style mlipdrive: the model returned a non-finite energy or forces (NaN/inf) "
-                   "on rank {} at step {}; check the structure (atoms too close or overlapping? lost "
-                   "atoms? too large a timestep?) and that the model suits these elements",
-                   comm->me, update->ntimestep);
-    }
-
-    double** x = atom->x;
-    double** f = atom->f;
-    double local_virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-    auto tally_virial = [&](int a, int b, const double v[6]) {
-        if (vflag_global) {
-            for (int k = 0; k < 6; k++) {
-                local_virial[k] += v[k];
-            }
-        }
-        if (vflag_atom) {
-            for (int k = 0; k < 6; k++) {
-                vatom[a][k] += 0.5 * v[k];
-                vatom[b][k] += 0.5 * v[k];
-            }
-        }
-    };
-
-    // pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g; the virial
-    // -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each pair
-    for (size_t k = 0; k < adaptor.blocks.size(); k++) {
-        const auto& block = adaptor.blocks[k];
-        const auto& gradient = gradients[k];
-        if (!gradient.defined() || block.first.empty()) {
-            continue;
-        }
-        const double* g = gradient.data_ptr<double>();
-        const double* r = block.vectors_cpu.data();
-        const size_t n_pairs = block.first.size();
-        for (size_t p = 0; p < n_pairs; p++) {
-            const int a = block.first[p];
-            const int b = block.second[p];
-            const double* gp = g + 3 * p;
-            f[a][0] += gp[0];
-            f[a][1] += gp[1];
-            f[a][2] += gp[2];
-            f[b][0] -= gp[0];
-            f[b][1] -= gp[1];
-            f[b][2] -= gp[2];
-            if (need_virial) {
-                const double* rp = r + 3 * p;
-                const double v[6] = {
-                    -rp[0] * gp[0],
-                    -rp[1] * gp[1],
-                    -rp[2] * gp[2],
-                    -0.5 * (rp[0] * gp[1] + rp[1] * gp[0]),
-                    -0.5 * (rp[0] * gp[2] + rp[2] * gp[0]),
-                    -0.5 * (rp[1] * gp[2] + rp[2] * gp[1]),
-                };
-                tally_virial(a, b, v);
-            }
-        }
-    }
-
-    // direct use of the positions by the model (usually none)
-    const auto& position_gradient = gradients[adaptor.blocks.size()];
-    if (position_gradient.defined()) {
-        const double* g = position_gradient.data_ptr<double>();
-        for (size_t i = 0; i < adaptor.lammps_index.size(); i++) {
-            const int a = adaptor.lammps_index[i];
-            const double fi[3] = {-g[3 * i], -g[3 * i + 1], -g[3 * i + 2]};
-            f[a][0] += fi[0];
-            f[a][1] += fi[1];
-            f[a][2] += fi[2];
-            if (need_virial) {
-                const double* xa = x[a];
-                const double v[6] = {
-                    xa[0] * fi[0],
-                    xa[1] * fi[1],
-                    xa[2] * fi[2],
-                    0.5 * (xa[0] * fi[1] + xa[1] * fi[0]),
-                    0.5 * (xa[0] * fi[2] + xa[2] * fi[0]),
-                    0.5 * (xa[1] * fi[2] + xa[2] * fi[1]),
-                };
-                tally_virial(a, a, v);
-            }
-        }
-    }
-
-    // direct use of the cell (periodic layout): -cell^T dE/dcell. It belongs to no
-    // atom in particular; per-atom virials get an equal share, so that they still
-    // sum to the global virial
-    if (cell_gradient && need_virial) {
-        const auto& cell_gradient_tensor = gradients.back();
-        if (cell_gradient_tensor.defined()) {
-            auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), cell_gradient_tensor);
-            auto wa = w.accessor<double, 2>();
-            const double v[6] = {
-                wa[0][0],
-                wa[1][1],
-                wa[2][2],
-                0.5 * (wa[0][1] + wa[1][0]),
-                0.5 * (wa[0][2] + wa[2][0]),
-                0.5 * (wa[1][2] + wa[2][1]),
-            };
-            if (vflag_global) {
-                for (int k = 0; k < 6; k++) {
-                    local_virial[k] += v[k];
-                }
-            }
-            if (vflag_atom) {
-                const double share = 1.0 / static_cast<double>(adaptor.n_local);
-                for (int i = 0; i < adaptor.n_local; i++) {
-                    const int a = adaptor.lammps_index[i];
-                    for (int k = 0; k < 6; k++) {
-                        vatom[a][k] += share * v[k];
-                    }
-                }
-            }
-        }
-    }
-    if (vflag_global) {
-        for (int k = 0; k < 6; k++) {
-            virial[k] += local_virial[k];
-        }
-    }
-
     if (eflag_global) {
-        eng_vdwl += energy_value;
+        eng_vdwl += evaluation.energy;
     }
     if (eflag_atom) {
-        auto values = energies.detach().to(torch::kCPU).to(torch::kFloat64).reshape({-1}).contiguous();
-        auto samples = energy_samples.to(torch::kInt64).contiguous();
+        auto values = energies.values.detach().to(torch::kCPU).to(torch::kFloat64).reshape({-1}).contiguous();
         const double* e = values.data_ptr<double>();
-        const int64_t* sample = samples.data_ptr<int64_t>();
-        const int64_t n = values.size(0);
-        const int64_t columns = samples.size(1);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t atom_index = sample[i * columns + (columns - 1)];
-            eatom[adaptor.lammps_index[atom_index]] += e[i];
+        const int64_t* atoms = energies.atoms.data_ptr<int64_t>();
+        for (int64_t i = 0; i < values.size(0); i++) {
+            eatom[adaptor.lammps_index[atoms[i]]] += e[i];
         }
     }
-    s.time_store += mlipdrive::seconds_since(start);
-    s.evaluations += 1;
+}
+
+/* ----------------------------------------------------------------------
+   restart files: the words of pair_style and pair_coeff. read_restart gives them
+   back to settings() and coeff(): the model is loaded again from the same path,
+   so no pair_style line is needed after read_restart (one given anyway wins)
+------------------------------------------------------------------------- */
+
+namespace mlipdrive {
+
+static void write_words(FILE* fp, const std::vector<std::string>& words) {
+    const int count = static_cast<int>(words.size());
+    fwrite(&count, sizeof(int), 1, fp);
+    for (const auto& word: words) {
+        const int length = static_cast<int>(word.size());
+        fwrite(&length, sizeof(int), 1, fp);
+        fwrite(word.data(), 1, word.size(), fp);
+    }
+}
+
+/// Words written by write_words, read on rank 0 and broadcast to every rank.
+static std::vector<std::string> read_words(FILE* fp, LAMMPS* lmp) {
+    const bool reader = lmp->comm->me == 0;
+    int count = 0;
+    if (reader) {
+        utils::sfread(FLERR, &count, sizeof(int), 1, fp, nullptr, lmp->error);
+    }
+    MPI_Bcast(&count, 1, MPI_INT, 0, lmp->world);
+    std::vector<std::string> words(count);
+    for (auto& word: words) {
+        int length = 0;
+        if (reader) {
+            utils::sfread(FLERR, &length, sizeof(int), 1, fp, nullptr, lmp->error);
+        }
+        MPI_Bcast(&length, 1, MPI_INT, 0, lmp->world);
+        word.resize(length);
+        if (reader) {
+            utils::sfread(FLERR, word.data(), 1, length, fp, nullptr, lmp->error);
+        }
+        MPI_Bcast(word.data(), length, MPI_CHAR, 0, lmp->world);
+    }
+    return words;
+}
+
+static std::vector<char*> argv_of(std::vector<std::string>& words) {
+    std::vector<char*> argv;
+    for (auto& word: words) {
+        argv.push_back(word.data());
+    }
+    return argv;
+}
+
+}  // namespace mlipdrive
+
+void PairMlipdrive::write_restart(FILE* fp) {
+    mlipdrive::write_words(fp, style_args);
+    mlipdrive::write_words(fp, coeff_args);
+    // the restart file keeps comm_modify cutoff: remember that it was ours
+    fwrite(&comm_cutoff_set, sizeof(double), 1, fp);
+}
+
+void PairMlipdrive::read_restart(FILE* fp) {
+    auto style_words = mlipdrive::read_words(fp, lmp);
+    auto coeff_words = mlipdrive::read_words(fp, lmp);
+    auto style_argv = mlipdrive::argv_of(style_words);
+    settings(static_cast<int>(style_argv.size()), style_argv.data());
+    if (!coeff_words.empty()) {
+        auto coeff_argv = mlipdrive::argv_of(coeff_words);
+        coeff(static_cast<int>(coeff_argv.size()), coeff_argv.data());
+    }
+    if (comm->me == 0) {
+        utils::sfread(FLERR, &comm_cutoff_set, sizeof(double), 1, fp, nullptr, error);
+    }
+    MPI_Bcast(&comm_cutoff_set, 1, MPI_DOUBLE, 0, world);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -19,6 +19,8 @@
 
 namespace mlipdrive {
 struct PairState;
+struct Evaluation;
+struct Tally;
 }
 
 namespace LAMMPS_NS {
@@ -35,11 +37,24 @@ public:
     void init_list(int, class NeighList*) override;
     void compute(int, int) override;
     void finish() override;
+    void write_restart(FILE*) override;
+    void read_restart(FILE*) override;
 
 private:
     void allocate();
     void load(const std::string& path);
     void check_comm_cutoff();
+    /// LAMMPS rebuilt its neighbour list, or the number of atoms changed
+    bool atoms_changed();
+    /// forces, virial and energies of one evaluation into LAMMPS's arrays
+    void store(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
+
+    /// the words of pair_style and pair_coeff, kept for restart files
+    std::vector<std::string> style_args;
+    std::vector<std::string> coeff_args;
+    /// the communication cutoff this pair style set (0: none); kept across
+    /// pair_style lines and in restart files, which also keep comm_modify cutoff
+    double comm_cutoff_set = 0.0;
 
     /// everything torch-related, kept out of this header (see pair_mlipdrive.cpp)
     std::unique_ptr<mlipdrive::PairState> state;

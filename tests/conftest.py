@@ -58,3 +58,24 @@ def mace_model() -> pathlib.Path:
     """The shipped small MACE model (Cu, Al), float64."""
     assert MACE_MODEL.is_file(), f"{MACE_MODEL} is missing: run models/mace/train.sh"
     return MACE_MODEL
+
+
+# ---------------------------------------------------------------- model families
+
+from model_families import MODEL_FAMILIES, ModelFamily, import_python_modules  # noqa: E402
+
+
+@pytest.fixture(scope="session", params=list(MODEL_FAMILIES), ids=list(MODEL_FAMILIES))
+def model_family(request) -> ModelFamily:
+    """Each shipped reference model (mace, pet, soap_bpnn) with its tolerances."""
+    family = MODEL_FAMILIES[request.param]
+    assert family.path.is_file(), (
+        f"{family.path} is missing: run models/{family.name}/train.sh"
+    )
+    if family.extensions is not None:
+        assert family.extensions.is_dir(), (
+            f"{family.extensions} is missing: run tools/setup_env.sh (make setup), "
+            "which installs the models' TorchScript extensions there"
+        )
+    import_python_modules(family)  # process-wide: sphericart's autograd formulas
+    return family

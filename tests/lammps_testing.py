@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from metatensor.torch import Labels, TensorMap
+from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, System
 
 from mlipdrive.lammps import lmp_command, lmp_environment, plugin_path
@@ -292,3 +292,58 @@ def lj_lattice_lines(structure: str, repeat: int = 3) -> str:
             "mass 1 39.948",
         ]
     )
+
+
+def export_lj_through_op(path, op: str, collect_extensions=None):
+    """The LJ model plus ``0 * OP(positions).sum()``: the energy is LJ's, and the
+    backward pass goes through an operator without an autograd kernel.
+
+    ``op`` is "python" (``mlipdrive_test::no_autograd``, defined here with a CPU
+    kernel only, for this process) or "sphericart" (sphericart-torch's
+    ``spherical_harmonics_with_gradients``, whose autograd lives in Python).
+    """
+    from lj_model import LennardJones
+    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+
+    if op == "python" and not hasattr(torch.ops.mlipdrive_test, "no_autograd"):
+        library = torch.library.Library("mlipdrive_test", "DEF")
+        library.define("no_autograd(Tensor x) -> Tensor")
+        library.impl("no_autograd", lambda x: x.clone(), "CPU")
+        export_lj_through_op.library = library  # keep the definition alive
+
+    class ThroughOp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
+
+        def extra(self, positions: torch.Tensor) -> torch.Tensor:
+            return torch.ops.mlipdrive_test.no_autograd(positions)
+
+        def forward(
+            self,
+            systems: List[System],
+            outputs: Dict[str, ModelOutput],
+            selected_atoms: Optional[Labels] = None,
+        ) -> Dict[str, TensorMap]:
+            results = self.lj(systems, outputs, selected_atoms)
+            block = results["energy"].block()
+            values = block.values + 0.0 * self.extra(systems[0].positions).sum() / block.values.shape[0]
+            block = TensorBlock(values, block.samples, block.components, block.properties)
+            return {"energy": TensorMap(results["energy"].keys, [block])}
+
+    class ThroughSphericart(ThroughOp):
+        def extra(self, positions: torch.Tensor) -> torch.Tensor:
+            return torch.ops.sphericart_torch.spherical_harmonics_with_gradients(positions, 1)[0]
+
+    capabilities = ModelCapabilities(
+        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
+        atomic_types=[18],
+        interaction_range=8.5,
+        length_unit="angstrom",
+        supported_devices=["cpu"],
+        dtype="float64",
+    )
+    metadata = ModelMetadata(name="lj-through-op", description="LJ + an operator without autograd")
+    module = (ThroughSphericart if op == "sphericart" else ThroughOp)()
+    AtomisticModel(module.eval(), metadata, capabilities).save(str(path), collect_extensions=collect_extensions)
+    return path

@@ -45,3 +45,101 @@ def test_run_prints_conserved_energy(mace_model, settings):
     totals = [float(row[3]) for row in rows]
     # 20 fs of NVE at 300 K: total energy per atom stays within 1 meV
     assert max(totals) - min(totals) < 1e-3
+
+
+# ------------------------------------------------------------------ numeric options
+
+
+@pytest.mark.parametrize(
+    "argv,option,expected",
+    [
+        (["run", "--steps", "-5"], "--steps", "an integer >= 0"),
+        (["run", "--timestep", "0"], "--timestep", "a finite number > 0"),
+        (["run", "--timestep", "-1"], "--timestep", "a finite number > 0"),
+        (["run", "--timestep", "nan"], "--timestep", "a finite number > 0"),
+        (["run", "--temperature", "-300"], "--temperature", "a finite number >= 0"),
+        (["run", "--repeat", "0"], "--repeat", "an integer >= 1"),
+        (["run", "--print-every", "0"], "--print-every", "an integer >= 1"),
+        (["run", "--seed", "-1"], "--seed", "an integer >= 0"),
+        (["ipi", "--port", "70000"], "--port", "an integer in 1..65535"),
+        (["ipi", "--unix", "x", "--connect-timeout", "-1"], "--connect-timeout",
+         "a finite number >= 0"),
+        (["ipi", "--unix", "x", "--message-timeout", "0"], "--message-timeout",
+         "a finite number > 0"),
+        (["ipi", "--unix", "x", "--idle-timeout", "inf"], "--idle-timeout",
+         "a finite number >= 0"),
+        (["lammps", "--in", "in.md", "-np", "0"], "-np/--np", "an integer >= 1"),
+    ],
+)
+def test_numeric_options_are_range_checked(argv, option, expected, capsys):
+    from mlipdrive.cli import main
+
+    command, rest = argv[0], argv[1:]
+    required = {"run": ["--model", "m.pt"], "ipi": ["--model", "m.pt", "--structure", "s.xyz"]}
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *required.get(command, []), *rest])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"mlipdrive {command}: error: argument {option}: expected {expected}, " \
+        f"got '{argv[-1]}'"
+
+
+def test_ipi_driver_port_is_range_checked(capsys):
+    from mlipdrive.ipi_command import familiar_main
+
+    with pytest.raises(SystemExit) as exit_:
+        familiar_main(["-a", "localhost", "-p", "0"])
+    assert exit_.value.code == 2
+    assert "argument -p/--port: expected an integer in 1..65535, got '0'" in capsys.readouterr().err
+
+
+def test_range_types_accept_their_bounds():
+    from mlipdrive.cli import (
+        non_negative_float, non_negative_int, port_number, positive_float, positive_int,
+    )
+
+    assert positive_int("1") == 1 and non_negative_int("0") == 0
+    assert positive_float("1e-3") == 1e-3 and non_negative_float("0") == 0.0
+    assert port_number("65535") == 65535
+
+
+# ------------------------------------------------------------------ structure files
+
+
+def unreadable_structures(tmp_path):
+    """(name, path, reason) of files that no command can start from."""
+    garbage = tmp_path / "garbage.xyz"
+    garbage.write_text("garbage\nnot a structure\n")
+    empty = tmp_path / "no-atoms.xyz"
+    empty.write_text("0\nno atoms\n")
+    return {
+        "missing": (tmp_path / "missing.xyz", "no such file"),
+        "directory": (tmp_path, "it is a directory"),
+        "garbage": (garbage, "ASE cannot parse it"),
+        "no-atoms": (empty, "it holds no atoms"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "garbage", "no-atoms"])
+def test_run_unreadable_structure(tmp_path, lj_model, kind):
+    path, reason = unreadable_structures(tmp_path)[kind]
+    result = run("run", "--model", lj_model, "--structure", path, "--steps", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"mlipdrive run: error: cannot read structure '{path}': {reason}")
+
+
+def test_ipi_commands_unreadable_structure(tmp_path, lj_model):
+    path, reason = unreadable_structures(tmp_path)["garbage"]
+    message = f"mlipdrive ipi: error: cannot read structure '{path}': {reason}"
+    result = run("ipi", "--model", lj_model, "--structure", path, "--unix", "unused")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    driver = subprocess.run(
+        [sys.executable, "-m", "mlipdrive.ipi_command", "-u", "-a", "unused",
+         "-o", f"template={path},model={lj_model}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert driver.returncode == 2
+    assert driver.stderr.strip().splitlines()[-1].startswith(message), driver.stderr

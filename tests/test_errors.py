@@ -116,3 +116,107 @@ def test_periodic_without_cell(lj_model):
 def test_unknown_preset(lj_model):
     with pytest.raises(ValueError, match="unknown settings preset 'fast'"):
         mlipdrive.load(lj_model, settings="fast")
+
+
+# ------------------------------------------------------------------ empty systems
+
+
+@pytest.mark.parametrize("model", ["lj_model", "mace_model"])
+def test_empty_system_has_zero_energy(model, request):
+    potential = mlipdrive.load(request.getfixturevalue(model))
+    results = potential.compute(
+        np.zeros((0, 3)), [], 10.0 * np.eye(3), True, per_atom=True
+    )
+    assert results.energy == 0.0
+    assert results.forces.shape == (0, 3)
+    assert results.energies.shape == (0,)
+    np.testing.assert_array_equal(results.virial, np.zeros((3, 3)))
+    np.testing.assert_array_equal(results.stress, np.zeros((3, 3)))
+
+
+def test_empty_system_through_ase(mace_model):
+    import ase
+
+    from mlipdrive.ase import MLIPCalculator
+
+    atoms = ase.Atoms(cell=10.0 * np.eye(3), pbc=True)
+    atoms.calc = MLIPCalculator(mace_model)
+    assert atoms.get_potential_energy() == 0.0
+    assert atoms.get_forces().shape == (0, 3)
+    np.testing.assert_array_equal(atoms.get_stress(), np.zeros(6))
+
+
+# ------------------------------------------------------------------ degenerate cells
+
+
+def _degenerate_cells():
+    """(cell, match) pairs that no periodic evaluation should accept."""
+    base = argon(seed=0).cell.array
+    thin = base.copy()
+    thin[2] = [0.0, 0.0, 1e-9]  # a periodic vector far shorter than the others
+    flat = base.copy()
+    flat[2] = base[0] + base[1] + [0.0, 0.0, 1e-9]  # in the plane of the first two
+    collinear = base.copy()
+    collinear[1] = 2.0 * base[0] + 1e-12
+    return [
+        (thin, r"periodic along cell vector 2 but that vector is only 1e-09 angstrom"),
+        (flat, r"periodic cell vectors .* are nearly linearly dependent"),
+        (collinear, r"periodic cell vectors .* are nearly linearly dependent"),
+    ]
+
+
+@pytest.mark.parametrize("cell,match", _degenerate_cells(), ids=["thin", "flat", "collinear"])
+def test_degenerate_periodic_cell(lj_model, cell, match):
+    potential = mlipdrive.load(lj_model)
+    atoms = argon(seed=0)
+    with pytest.raises(InvalidInput, match=match) as error:
+        potential.compute(atoms.positions, atoms.numbers, cell, True)
+    assert "set pbc False along that axis" in str(error.value)
+
+
+def test_degenerate_cell_through_ase(mace_model):
+    from mlipdrive.ase import MLIPCalculator
+    from mlipdrive.testing import copper_aluminium
+
+    atoms = copper_aluminium()
+    cell = atoms.cell.array.copy()
+    cell[2] = [0.0, 0.0, 1e-9]
+    atoms.set_cell(cell, scale_atoms=False)
+    atoms.calc = MLIPCalculator(mace_model)
+    with pytest.raises(InvalidInput, match="periodic along cell vector 2"):
+        atoms.get_potential_energy()
+
+
+def test_zero_vectors_along_non_periodic_axes(lj_model):
+    potential = mlipdrive.load(lj_model)
+    atoms = argon(seed=0)
+    slab = atoms.cell.array.copy()
+    slab[2] = 0.0
+    periodic = potential.compute(atoms.positions, atoms.numbers, atoms.cell.array,
+                                 [True, True, False])
+    as_slab = potential.compute(atoms.positions, atoms.numbers, slab, [True, True, False])
+    assert as_slab.energy == pytest.approx(periodic.energy, rel=1e-12)
+    cluster = potential.compute(atoms.positions, atoms.numbers, np.zeros((3, 3)), False)
+    assert np.isfinite(cluster.energy)
+
+
+@pytest.mark.parametrize("skin", [-1.0, float("nan"), float("inf")])
+def test_skin_must_be_finite_and_non_negative(skin):
+    with pytest.raises(ValueError, match="'skin' must be a finite number >= 0 angstrom"):
+        mlipdrive.InferenceSettings(skin=skin)
+
+
+def test_operator_without_autograd_is_an_error(tmp_path):
+    """An operator with no autograd kernel would silently drop its part of the
+    forces: the backward pass refuses it, naming the operator."""
+    from lammps_testing import export_lj_through_op
+
+    path = export_lj_through_op(tmp_path / "through-op.pt", "python")
+    potential = mlipdrive.load(path)
+    atoms = argon()
+    energy_only = potential.compute(
+        atoms.positions, atoms.numbers, atoms.cell.array, True, forces=False, stress=False
+    )
+    assert np.isfinite(energy_only.energy)
+    with pytest.raises(RuntimeError, match="mlipdrive_test::no_autograd.*silently wrong"):
+        potential.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)

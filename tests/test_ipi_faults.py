@@ -159,7 +159,7 @@ def test_missing_structure_and_wrong_elements(setup, lj_model, capsys):
     code = cli("--model", lj_model, "--structure", directory / "missing.xyz",
                "--unix", name)
     assert code == 2
-    assert "structure file" in capsys.readouterr().err
+    assert "missing.xyz': no such file" in capsys.readouterr().err
     water = ase.Atoms("H2O", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0]])
     ase.io.write(directory / "water.xyz", water)
     code = cli("--model", lj_model, "--structure", directory / "water.xyz", "--unix", name)

@@ -153,3 +153,55 @@ def test_plugin_file_exists():
     from mlipdrive.lammps import plugin_path
 
     assert pathlib.Path(plugin_path()).is_file()
+
+
+def test_dimension_2_refused(tmp_path, lj_model):
+    lines = [
+        "units metal",
+        "dimension 2",
+        "boundary p p p",
+        "lattice sq 4.0",
+        "region box block 0 4 0 4 -0.5 0.5",
+        "create_box 1 box",
+        "create_atoms 1 box",
+        "mass 1 39.948",
+        f"pair_style mlipdrive {lj_model}",
+        "pair_coeff * * Ar",
+        "run 0",
+    ]
+    result = run_lmp(tmp_path, "\n".join(lines), check=False)
+    assert_error(result, "three-dimensional models", "use dimension 3")
+
+
+def test_log_names_the_length_unit(tmp_path, lj_model):
+    """The interaction range is printed in the length unit (Å), not the unit style."""
+    result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", after="run 0"))
+    line = next(line for line in result.output.splitlines() if "interaction range" in line)
+    assert line.split()[3:5] == [repr(LJ_CUTOFF), "angstrom"], line
+
+
+# metatomic's export looks for sphericart's libgomp beside site-packages, not in DIR
+@pytest.mark.filterwarnings("ignore:No libgomp shared library found")
+def test_operator_without_autograd_is_an_error(tmp_path):
+    """In lmp (no Python), sphericart-torch's operators have no autograd formula
+    of their own: the plugin supplies the value operators' (the SOAP-BPNN tests
+    show it), and refuses the others instead of giving wrong forces."""
+    import torch
+    from model_families import MODEL_FAMILIES, import_python_modules
+
+    from lammps_testing import export_lj_through_op
+
+    family = MODEL_FAMILIES["soap_bpnn"]
+    import_python_modules(family)  # metatomic's export asks sphericart.torch for its dependencies
+    version = "torch-{}.{}".format(*torch.__version__.split(".")[:2])
+    library = family.extensions / "sphericart" / "torch" / version / "lib" / "libsphericart_torch.so"
+    loaded = set(torch.ops.loaded_libraries)
+    try:
+        # through torch.ops, so that the export records the library as an extension
+        torch.ops.load_library(str(library))
+        extensions = tmp_path / "extensions"
+        model = export_lj_through_op(tmp_path / "through-op.pt", "sphericart", str(extensions))
+    finally:
+        torch.ops.loaded_libraries.intersection_update(loaded)
+    result = run_lmp(tmp_path, script(f"mlipdrive {model} extensions {extensions}"), check=False)
+    assert_error(result, "sphericart_torch::spherical_harmonics_with_gradients", "silently wrong")

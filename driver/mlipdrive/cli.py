@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import math
 import sys
 
 # each module defines add_parser(subparsers), whose parser sets func(args) -> int
@@ -12,6 +13,34 @@ SUBCOMMAND_MODULES = [
     "mlipdrive.lammps",
     "mlipdrive.bench.cli",
 ]
+
+
+def _ranged(convert, low, high=math.inf, low_open=False):
+    """An argparse ``type``: ``convert(text)``, finite and in [low, high] (or
+    (low, high] with ``low_open``); otherwise an error that states the range."""
+    if convert is int:
+        expected = f"an integer in {low}..{high}" if high < math.inf else f"an integer >= {low}"
+    else:
+        expected = f"a finite number {'>' if low_open else '>='} {low:g}"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high) or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'")
+        return value
+
+    return parse
+
+
+# the argparse types of numeric options, shared by every subcommand
+positive_int = _ranged(int, 1)
+non_negative_int = _ranged(int, 0)
+positive_float = _ranged(float, 0.0, low_open=True)
+non_negative_float = _ranged(float, 0.0)
+port_number = _ranged(int, 1, 65535)
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser):

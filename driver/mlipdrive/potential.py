@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,9 +31,13 @@ from metatomic.torch import (
 
 from .neighbors import VerletPairs, half_list_mask, neighbor_block
 from .settings import InferenceSettings
+from .extensions import no_missing_autograd
 from .units import UnitSystem
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+#: relative size below which a periodic cell is degenerate (see Potential.check_cell)
+DEGENERATE_CELL = 1e-6
 
 
 @dataclasses.dataclass
@@ -94,6 +98,7 @@ class Potential:
         self._fixed_types: Optional[np.ndarray] = None
         self._types_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None
         self._candidates_cache: Dict[bool, Tuple[int, torch.Tensor, torch.Tensor]] = {}
+        self._valid_cell: Optional[Tuple[bytes, bytes]] = None
 
     # ------------------------------------------------------------------ public API
 
@@ -121,76 +126,23 @@ class Potential:
         :param pairs: optional ``(pairs (m, 2), shifts (m, 3))``, a *full* list of
             candidate pairs (both directions) that contains every pair within the
             model's cutoff; then no neighbour search is done
+
+        A structure without atoms has energy 0, forces of shape (0, 3) and a zero
+        virial, without a call to the model (metatomic energies are sums over
+        atoms). Degenerate periodic cells are refused (see :meth:`check_cell`).
         """
         positions_np, types_np, cell_np, pbc_np = self.check_inputs(
             positions, types, cell, pbc
         )
-        # with caller-owned pairs (MPI domains, ghosts) the atom set changes by design
-        types_t = self._types_tensor(types_np, cache=pairs is None)
-
-        positions_t = _as_tensor(positions_np, self.dtype, self.device)
-        # metatomic wants zero cell vectors along non-periodic directions (slabs)
-        model_cell = np.where(pbc_np[:, None], cell_np, 0.0)
-        cell_t = _as_tensor(model_cell, self.dtype, self.device)
-        need_virial = stress
-        if forces:
-            positions_t.requires_grad_(True)
-        strain = None
-        if need_virial:
-            strain = torch.eye(3, dtype=self.dtype, device=self.device, requires_grad=True)
-            positions_used = positions_t @ strain
-            cell_used = cell_t @ strain
-        else:
-            positions_used, cell_used = positions_t, cell_t
-
-        with self._timer("neighbors"):
-            system = System(
-                types_t, positions_used, cell_used, torch.from_numpy(pbc_np).to(self.device)
-            )
-            self._add_neighbor_lists(system, positions_np, model_cell, pbc_np, pairs)
-
         selection = self._selection_labels(selected_atoms, len(types_np))
-        options = ModelEvaluationOptions(
-            length_unit=self.units.length,
-            outputs={
-                self._energy_key: self.energy_output(per_atom)
-            },
-            selected_atoms=selection,
+        if len(types_np) == 0:
+            return _empty_results(pbc_np, forces, stress, per_atom)
+        system, positions_t, strain = self._system(
+            positions_np, types_np, cell_np, pbc_np, forces, stress, pairs
         )
-        with self._timer("forward"):
-            outputs = self.model([system], options, self.settings.check_consistency)
-            values = outputs[self._energy_key].block().values
-            energy = values.sum()
-
-        results = Results(energy=float(energy.detach()))
-        if not np.isfinite(results.energy):
-            raise FloatingPointError(
-                "the model returned a non-finite energy; check the structure (atoms "
-                "too close?) and that the model suits these elements"
-            )
-        if per_atom:
-            results.energies = values.detach().reshape(-1).to(torch.float64).cpu().numpy()
-
-        inputs: List[torch.Tensor] = []
-        if forces:
-            inputs.append(positions_t)
-        if strain is not None:
-            inputs.append(strain)
-        if inputs:
-            with self._timer("backward"):
-                gradients = torch.autograd.grad(energy, inputs)
-            if forces:
-                results.forces = -_to_numpy(gradients[0])
-                if not np.isfinite(results.forces).all():
-                    raise FloatingPointError(
-                        "the model returned non-finite forces; check the structure "
-                        "(atoms too close?) and that the model suits these elements"
-                    )
-            if strain is not None:
-                results.virial = -_to_numpy(gradients[-1])
-                volume = abs(np.linalg.det(cell_np))
-                if pbc_np.all() and volume > 0:
-                    results.stress = -results.virial / volume
+        energy, results = self._forward(system, per_atom, selection)
+        self._backward(results, energy, positions_t if forces else None, strain)
+        results.stress = _stress(results.virial, cell_np, pbc_np)
         return results
 
     def energy_output(self, per_atom: bool = False) -> ModelOutput:
@@ -200,8 +152,75 @@ class Potential:
 
     # ------------------------------------------------------------------ internals
 
+    def _system(self, positions_np, types_np, cell_np, pbc_np, forces, stress, pairs):
+        """(the metatomic System with its neighbour lists, the positions tensor,
+        the strain tensor or None): the leaves that forces and virial come from."""
+        # with caller-owned pairs (MPI domains, ghosts) the atom set changes by design
+        types_t = self._types_tensor(types_np, cache=pairs is None)
+        positions_t = _as_tensor(positions_np, self.dtype, self.device)
+        # metatomic wants zero cell vectors along non-periodic directions (slabs)
+        model_cell = np.where(pbc_np[:, None], cell_np, 0.0)
+        cell_t = _as_tensor(model_cell, self.dtype, self.device)
+        if forces:
+            positions_t.requires_grad_(True)
+        strain = None
+        positions_used, cell_used = positions_t, cell_t
+        if stress:
+            # the virial is -dE/d(strain) at strain = identity
+            strain = torch.eye(3, dtype=self.dtype, device=self.device, requires_grad=True)
+            positions_used, cell_used = positions_t @ strain, cell_t @ strain
+        with self._timer("neighbors"):
+            system = System(
+                types_t, positions_used, cell_used, torch.from_numpy(pbc_np).to(self.device)
+            )
+            self._add_neighbor_lists(system, positions_np, model_cell, pbc_np, pairs)
+        return system, positions_t, strain
+
+    def _forward(self, system, per_atom: bool, selection):
+        """(the energy tensor, :class:`Results` with the energy and, if asked, the
+        per-atom energies), or FloatingPointError for a non-finite energy."""
+        options = ModelEvaluationOptions(
+            length_unit=self.units.length,
+            outputs={self._energy_key: self.energy_output(per_atom)},
+            selected_atoms=selection,
+        )
+        with self._timer("forward"):
+            outputs = self.model([system], options, self.settings.check_consistency)
+            values = outputs[self._energy_key].block().values
+            energy = values.sum()
+        results = Results(energy=float(energy.detach()))
+        if not np.isfinite(results.energy):
+            raise FloatingPointError(
+                "the model returned a non-finite energy; check the structure (atoms "
+                "too close?) and that the model suits these elements"
+            )
+        if per_atom:
+            results.energies = values.detach().reshape(-1).to(torch.float64).cpu().numpy()
+        return energy, results
+
+    def _backward(self, results: Results, energy, positions_t, strain):
+        """Fill ``results.forces`` (if ``positions_t``) and ``results.virial`` (if
+        ``strain``) from one backward pass."""
+        inputs = [leaf for leaf in (positions_t, strain) if leaf is not None]
+        if not inputs:
+            return
+        with self._timer("backward"), no_missing_autograd():
+            gradients = torch.autograd.grad(energy, inputs)
+        if positions_t is not None:
+            results.forces = -_to_numpy(gradients[0])
+            if not np.isfinite(results.forces).all():
+                raise FloatingPointError(
+                    "the model returned non-finite forces; check the structure "
+                    "(atoms too close?) and that the model suits these elements"
+                )
+        if strain is not None:
+            results.virial = -_to_numpy(gradients[-1])
+
     def check_inputs(self, positions, types, cell, pbc):
-        """Inputs as contiguous numpy arrays, or :class:`InvalidInput` naming the problem."""
+        """Inputs as contiguous numpy arrays, or :class:`InvalidInput` naming the problem.
+
+        Periodic cells are checked by :meth:`check_cell`.
+        """
         positions = _as_numpy(positions, np.float64)
         if positions.ndim != 2 or positions.shape[1] != 3:
             raise InvalidInput(
@@ -228,13 +247,48 @@ class Potential:
             )
         if not np.isfinite(cell).all():
             raise InvalidInput("the cell is not finite (NaN/inf)")
-        for axis in range(3):
-            if pbc[axis] and not np.any(cell[axis]):
-                raise InvalidInput(
-                    f"periodic along cell vector {axis} but that vector is zero; "
-                    "set the cell or turn periodicity off"
-                )
+        self.check_cell(cell, pbc)
         return positions, types, cell, pbc
+
+    def check_cell(self, cell: np.ndarray, pbc: np.ndarray):
+        """:class:`InvalidInput` if a periodic direction has a degenerate cell vector.
+
+        The test has no absolute length, with ``DEGENERATE_CELL`` = 1e-6: each
+        periodic vector must be longer than 1e-6 times the larger of the longest
+        periodic vector and the model's cutoff (shorter, an atom would have over a
+        million periodic images within that distance), and the periodic vectors
+        must span a volume (an area for two; |det| for three) of at least 1e-6
+        times the product of their lengths. Vectors along non-periodic axes are
+        not checked; they may be zero.
+        """
+        # MD keeps its cell: the last cell that passed is not checked again
+        key = (cell.tobytes(), pbc.tobytes())
+        if not pbc.any() or key == self._valid_cell:
+            return
+        lengths = np.sqrt((cell * cell).sum(axis=1))
+        scale = max(lengths[pbc].max(), max(self.cutoffs, default=0.0))
+        fix = (
+            "; a periodic direction needs a non-degenerate cell vector (the "
+            "structure's repeat); for a slab or a cluster, set pbc False along that axis"
+        )
+        for axis in np.flatnonzero(pbc):
+            if lengths[axis] <= DEGENERATE_CELL * scale:
+                size = "zero" if lengths[axis] == 0 else (
+                    f"only {lengths[axis]:.3g} {self.units.length} long"
+                )
+                raise InvalidInput(
+                    f"periodic along cell vector {axis} but that vector is {size} "
+                    f"(cell {cell.tolist()})" + fix
+                )
+        periodic = cell[pbc]
+        spanned = np.sqrt(abs(np.linalg.det(periodic @ periodic.T)))
+        if spanned < DEGENERATE_CELL * np.prod(lengths[pbc]):
+            raise InvalidInput(
+                f"the periodic cell vectors {periodic.tolist()} are nearly linearly "
+                f"dependent: they span {spanned / np.prod(lengths[pbc]):.3g} of the "
+                "volume of a right-angled cell with the same lengths" + fix
+            )
+        self._valid_cell = key
 
     def _types_tensor(self, types: np.ndarray, cache: bool) -> torch.Tensor:
         """Atom types as a device tensor, checked against the model's types.
@@ -312,6 +366,26 @@ class Potential:
         start = time.perf_counter()
         yield
         self.timings[phase] += time.perf_counter() - start
+
+
+def _empty_results(pbc, forces: bool, stress: bool, per_atom: bool) -> Results:
+    """The exact results for a structure without atoms: all zero, with a stress
+    where :func:`_stress` would give one."""
+    return Results(
+        energy=0.0,
+        forces=np.zeros((0, 3)) if forces else None,
+        virial=np.zeros((3, 3)) if stress else None,
+        stress=np.zeros((3, 3)) if stress and pbc.all() else None,
+        energies=np.zeros(0) if per_atom else None,
+    )
+
+
+def _stress(virial: Optional[np.ndarray], cell: np.ndarray, pbc: np.ndarray):
+    """``-virial / volume`` for a cell periodic along all three axes, else None
+    (check_cell has made sure that such a cell has a volume)."""
+    if virial is None or not pbc.all():
+        return None
+    return -virial / abs(np.linalg.det(cell))
 
 
 def _as_numpy(array, dtype) -> np.ndarray:

@@ -15,6 +15,7 @@ Presets:
 
 import argparse
 import dataclasses
+import math
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 
@@ -99,8 +100,10 @@ class _SettingsMethods:
                 )
         if self.threads < 0:
             raise ValueError(f"setting 'threads' must be >= 0, got {self.threads}")
-        if self.skin < 0:
-            raise ValueError(f"setting 'skin' must be >= 0 angstrom, got {self.skin}")
+        if not (math.isfinite(self.skin) and self.skin >= 0):
+            raise ValueError(
+                f"setting 'skin' must be a finite number >= 0 angstrom, got {self.skin}"
+            )
         parse_fusion_strategy(self.fusion_strategy)
 
     @classmethod
