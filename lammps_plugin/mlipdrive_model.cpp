@@ -3,7 +3,11 @@
  */
 #include "mlipdrive_model.h"
 
+#include <sched.h>
 #include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include <stdexcept>
 
@@ -12,26 +16,10 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 
+#include "mlipdrive_python_rules.h"
 #include "mlipdrive_settings_parse.h"
 
 namespace mlipdrive {
-
-bool lammps_unit_system(const std::string& style, UnitSystem& units) {
-    // LAMMPS unit style -> the units metatomic converts to; the same table as
-    // driver/mlipdrive/units.py
-    if (style == "metal") {
-        units = {"angstrom", "eV"};
-    } else if (style == "real") {
-        units = {"angstrom", "kcal/mol"};
-    } else if (style == "electron") {
-        units = {"Bohr", "Hartree"};
-    } else if (style == "si") {
-        units = {"m", "J"};
-    } else {
-        return false;
-    }
-    return true;
-}
 
 std::string first_line(const std::string& text) {
     auto end = text.find('\n');
@@ -48,100 +36,71 @@ static bool is_directory(const std::string& path) {
     return stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
 }
 
-LoadedModel load_model(const std::string& path, const std::optional<std::string>& extensions) {
-    if (!is_file(path)) {
-        throw std::runtime_error(
-            "model file '" + path + "' does not exist; give the path of an exported "
-            "metatomic model (.pt) as the first argument of pair_style mlipdrive, "
-            "e.g. models/mace/mace-cual.pt"
-        );
-    }
-    if (extensions && !is_directory(*extensions)) {
-        throw std::runtime_error(
-            "extensions directory '" + *extensions + "' does not exist; give the "
-            "folder that holds the model's TorchScript extensions (mtt export writes one)"
-        );
-    }
-
-    const auto extensions_fix = "\nGive the extensions directory in pair_style: 'pair_style mlipdrive " +
-        path + " extensions DIR' (DIR is the folder 'mtt export' or "
-        "AtomisticModel.save(collect_extensions=...) wrote); set "
-        "METATENSOR_DEBUG_EXTENSIONS_LOADING=1 to see every path tried";
-    auto not_loadable = [&](const std::exception& error) {
-        return std::runtime_error(
-            "'" + path + "' is not a loadable metatomic model (" + first_line(error.what()) +
-            "); export it again with metatomic (AtomisticModel.save or mtt export)"
-        );
-    };
-    c10::optional<std::string> directory = c10::nullopt;
-    if (extensions) {
-        directory = *extensions;
-    }
-
-    // the same steps as metatomic's load_atomistic_model, one at a time, so that
-    // the error says which one failed
+/// The TorchScript module, with the steps of metatomic's load_atomistic_model one
+/// at a time, so that the error says which one failed.
+static torch::jit::Module load_module(const std::string& path, const c10::optional<std::string>& directory) {
     try {
         metatomic_torch::check_atomistic_model(path);
     } catch (const std::exception& error) {
-        throw not_loadable(error);
+        throw std::runtime_error(not_loadable_message(path, first_line(error.what())));
     }
     try {
         metatomic_torch::load_model_extensions(path, directory);
     } catch (const std::exception& error) {
-        throw std::runtime_error(
-            "model '" + path + "' needs TorchScript extensions that could not be loaded: " +
-            first_line(error.what()) + extensions_fix
-        );
+        throw std::runtime_error(extensions_not_loaded_message(path, first_line(error.what())));
     }
-    LoadedModel loaded;
     try {
-        loaded.module = metatomic_torch::load_atomistic_model(path, directory);
+        return metatomic_torch::load_atomistic_model(path, directory);
     } catch (const std::exception& error) {
         std::string text = error.what();
         if (text.find("Unknown type name") != std::string::npos ||
             text.find("Unknown builtin op") != std::string::npos) {
-            throw std::runtime_error(
-                "model '" + path + "' needs TorchScript extensions that are not loaded (" +
-                first_line(text) + ")" + extensions_fix
-            );
+            throw std::runtime_error(extensions_not_loaded_message(path, first_line(text)));
         }
-        throw not_loadable(error);
+        throw std::runtime_error(not_loadable_message(path, first_line(text)));
     }
+}
 
-    loaded.module.eval();
+/// Capabilities, neighbour-list requests, name and dtype of a loaded module.
+static void read_model_info(LoadedModel& loaded, const std::string& path) {
     loaded.capabilities = loaded.module.run_method("capabilities")
                               .toCustomClass<metatomic_torch::ModelCapabilitiesHolder>();
-    auto requests = loaded.module.run_method("requested_neighbor_lists").toList();
-    for (const auto& request: requests) {
+    for (const auto& request: loaded.module.run_method("requested_neighbor_lists").toList()) {
         loaded.requested_neighbor_lists.push_back(
             request.get().toCustomClass<metatomic_torch::NeighborListOptionsHolder>()
         );
     }
-    loaded.name = loaded.module.run_method("metadata")
-                      .toCustomClass<metatomic_torch::ModelMetadataHolder>()
-                      ->name;
-
+    loaded.name = loaded.module.run_method("metadata").toCustomClass<metatomic_torch::ModelMetadataHolder>()->name;
     const auto outputs = loaded.capabilities->outputs();
     if (!outputs.contains("energy")) {
         std::string names;
         for (const auto& item: outputs) {
             names += (names.empty() ? "" : ", ") + item.key();
         }
-        throw std::runtime_error(
-            "model '" + path + "' has no 'energy' output (it has " + names +
-            "); pair_style mlipdrive runs conservative energy models"
-        );
+        throw std::runtime_error(no_energy_output_message(path, names));
     }
     const auto& dtype = loaded.capabilities->dtype();
-    if (dtype == "float64") {
-        loaded.dtype = torch::kFloat64;
-    } else if (dtype == "float32") {
-        loaded.dtype = torch::kFloat32;
-    } else {
-        throw std::runtime_error(
-            "model dtype '" + dtype + "' unsupported; re-export the model as float32 or float64"
-        );
+    if (dtype != "float64" && dtype != "float32") {
+        throw std::runtime_error("model dtype '" + dtype + "' unsupported; re-export the model as float32 or float64");
     }
+    loaded.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+}
+
+LoadedModel load_model(const std::string& path, const std::optional<std::string>& extensions) {
+    if (!is_file(path)) {
+        throw std::runtime_error(model_missing_message(path));
+    }
+    if (extensions && !is_directory(*extensions)) {
+        throw std::runtime_error(extensions_directory_missing_message(*extensions));
+    }
+    c10::optional<std::string> directory = c10::nullopt;
+    if (extensions) {
+        directory = *extensions;
+    }
+    LoadedModel loaded;
+    loaded.module = load_module(path, directory);
+    loaded.module.eval();
+    read_model_info(loaded, path);
     return loaded;
 }
 
@@ -202,9 +161,28 @@ static void convert_dtype(LoadedModel& model, const std::string& dtype) {
     model.notes.push_back("dtype: converted to " + dtype);
 }
 
+int torch_threads(int requested, int ranks_on_node) {
+    if (requested > 0) {
+        return requested;
+    }
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    if (omp != nullptr) {
+        char* end = nullptr;
+        const long value = std::strtol(omp, &end, 10);
+        if (end != omp && *end == '\0' && value > 0) {
+            return static_cast<int>(value);
+        }
+    }
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    const int cores = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    return std::max(1, cores / std::max(1, ranks_on_node));
+}
+
 void apply_settings(LoadedModel& model, const InferenceSettings& settings, torch::Device device, int threads) {
-    if (threads > 0) {
-        torch::set_num_threads(threads);
+    torch::set_num_threads(threads);
+    if (settings.tf32 && !device.is_cuda()) {
+        model.notes.push_back("tf32: no effect on CPU");
     }
     torch::jit::setGraphExecutorOptimize(settings.graph_optimize);
     std::vector<std::pair<std::string, int>> strategy;

@@ -20,16 +20,6 @@
 
 namespace mlipdrive {
 
-/// Length and energy units, spelled as metatomic spells them.
-struct UnitSystem {
-    std::string length;
-    std::string energy;
-};
-
-/// The unit system of a LAMMPS `units` style (same table as mlipdrive/units.py);
-/// returns false for styles mlipdrive does not support.
-bool lammps_unit_system(const std::string& style, UnitSystem& units);
-
 /// A loaded model, ready to run with its settings on its device.
 struct LoadedModel {
     /// the TorchScript AtomisticModel (possibly converted to another dtype)
@@ -54,6 +44,11 @@ LoadedModel load_model(const std::string& path, const std::optional<std::string>
 /// The device kind (torch::kCPU / torch::kCUDA) of a `device` keyword value, and
 /// its index (-1 if none was given). Throws for other values.
 std::pair<torch::DeviceType, int> parse_device(const std::string& text);
+
+/// torch intra-op threads for the `threads` setting: the rule of the threads row
+/// of mlipdrive.settings.SETTINGS (N > 0: N; 0: OMP_NUM_THREADS if set, else the
+/// usable cores divided by the MPI ranks on this node, at least 1).
+int torch_threads(int requested, int ranks_on_node);
 
 /// Apply `settings` to the model (dtype, device, graph executor, fusion, TF32,
 /// freeze) and torch's process-wide switches; `threads` is the number of torch

@@ -34,7 +34,7 @@
 #include "mlipdrive_autograd.h"
 #include "mlipdrive_model.h"
 #include "mlipdrive_settings.h"
-#include "mlipdrive_settings_io.h"
+#include "mlipdrive_python_rules.h"
 #include "mlipdrive_system.h"
 
 using namespace LAMMPS_NS;
@@ -239,8 +239,8 @@ void PairMlipdrive::settings(int narg, char** arg) {
     }
 
     if (!mlipdrive::lammps_unit_system(update->unit_style, state->units)) {
-        error->all(FLERR, "pair_style mlipdrive does not support 'units {}'; use units metal, real, "
-                   "si or electron (the model's units are converted to them)", update->unit_style);
+        error->all(FLERR, "pair_style mlipdrive does not support 'units {}'; {}", update->unit_style,
+                   mlipdrive::LAMMPS_UNITS_ADVICE);
     }
 
     load(state->model_path);
@@ -251,92 +251,68 @@ void PairMlipdrive::settings(int narg, char** arg) {
 
 /* ---------------------------------------------------------------------- */
 
-void PairMlipdrive::load(const std::string& path) {
-    auto& s = *state;
-    try {
-        s.model = mlipdrive::load_model(path, s.extensions);
-        mlipdrive::provide_extension_autograd();
-    } catch (const std::exception& e) {
-        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
-    }
+namespace mlipdrive {
 
-    // device: cuda goes round-robin over the GPUs by node-local rank
-    torch::Device device(torch::kCPU);
-    try {
-        auto parsed = mlipdrive::parse_device(s.device_text);
-        const auto& supported = s.model.capabilities->supported_devices;
-        std::string kind = parsed.first == torch::kCUDA ? "cuda" : "cpu";
-        if (std::find(supported.begin(), supported.end(), kind) == supported.end()) {
-            throw std::runtime_error(
-                "this model does not support device '" + kind + "' (it supports " +
-                torch::str(supported) + "); choose another with 'device'"
-            );
-        }
-        if (parsed.first == torch::kCUDA) {
-            if (!torch::cuda::is_available()) {
-                throw std::runtime_error(
-                    "'device " + s.device_text + "' asked for, but torch sees no CUDA GPU "
-                    "(CPU-only torch build, or no GPU on this node); use 'device cpu'"
-                );
-            }
-            int count = static_cast<int>(torch::cuda::device_count());
-            int index = parsed.second;
-            if (index < 0) {
-                MPI_Comm node;
-                MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-                int node_rank = 0;
-                MPI_Comm_rank(node, &node_rank);
-                MPI_Comm_free(&node);
-                index = node_rank % count;
-            } else if (index >= count) {
-                throw std::runtime_error(
-                    "'device " + s.device_text + "' asked for, but torch sees " +
-                    std::to_string(count) + " GPU(s); use cuda:0 .. cuda:" + std::to_string(count - 1) +
-                    " or plain 'cuda' (one GPU per rank, round-robin)"
-                );
-            }
-            device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-        }
-    } catch (const std::exception& e) {
-        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+/// Number of MPI ranks of `world` that run on this node.
+static int ranks_on_node(MPI_Comm world, int* node_rank = nullptr) {
+    MPI_Comm node;
+    MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    int size = 1;
+    MPI_Comm_size(node, &size);
+    if (node_rank != nullptr) {
+        MPI_Comm_rank(node, node_rank);
     }
+    MPI_Comm_free(&node);
+    return size;
+}
 
-    // threads: set explicitly; 0 means LAMMPS's OpenMP threads per rank (1 unless
-    // OMP_NUM_THREADS or 'package omp' says otherwise), never torch's default of
-    // one thread per core on every rank
-    s.threads = s.settings.threads > 0 ? s.settings.threads : std::max(1, comm->nthreads);
-    try {
-        mlipdrive::apply_settings(s.model, s.settings, device, s.threads);
-    } catch (const std::exception& e) {
-        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+/// The device the `device` keyword asks for, if the model and the machine allow
+/// it; plain `cuda` goes round-robin over the node's GPUs by node-local rank.
+static torch::Device choose_device(const std::string& text, const LoadedModel& model, MPI_Comm world) {
+    auto parsed = parse_device(text);
+    const auto& supported = model.capabilities->supported_devices;
+    const std::string kind = parsed.first == torch::kCUDA ? "cuda" : "cpu";
+    if (std::find(supported.begin(), supported.end(), kind) == supported.end()) {
+        throw std::runtime_error("this model does not support device '" + kind + "' (it supports " +
+                                 torch::str(supported) + "); choose another with 'device'");
     }
+    if (parsed.first != torch::kCUDA) {
+        return torch::Device(torch::kCPU);
+    }
+    if (!torch::cuda::is_available()) {
+        throw std::runtime_error("'device " + text + "' asked for, but torch sees no CUDA GPU (CPU-only "
+                                 "torch build, or no GPU on this node); use 'device cpu'");
+    }
+    const int count = static_cast<int>(torch::cuda::device_count());
+    int index = parsed.second;
+    if (index < 0) {
+        int node_rank = 0;
+        ranks_on_node(world, &node_rank);
+        index = node_rank % count;
+    } else if (index >= count) {
+        throw std::runtime_error("'device " + text + "' asked for, but torch sees " + std::to_string(count) +
+                                 " GPU(s); use cuda:0 .. cuda:" + std::to_string(count - 1) +
+                                 " or plain 'cuda' (one GPU per rank, round-robin)");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
 
-    // settings that mean something else (or nothing) inside LAMMPS
-    s.model.notes.push_back("skin: not used, LAMMPS's 'neighbor' command sets the skin");
-    if (s.settings.fixed_composition) {
-        s.model.notes.push_back("fixed_composition: not used, atom types are read at every step "
-                                "(fix atom/swap and others change them without a neighbour-list rebuild)");
+/// Check that metatomic can convert the model's units to LAMMPS's; false when
+/// the model declares no energy unit (its energies are then used unconverted).
+static bool check_units(const LoadedModel& model, const UnitSystem& units) {
+    const auto& caps = model.capabilities;
+    metatomic_torch::unit_conversion_factor(caps->length_unit(), units.length);
+    auto energy_unit = caps->outputs().at("energy")->unit();
+    if (energy_unit.empty()) {
+        return false;
     }
-    if (s.settings.tf32 && !device.is_cuda()) {
-        s.model.notes.push_back("tf32: no effect on CPU");
-    }
+    metatomic_torch::unit_conversion_factor(energy_unit, units.energy);
+    return true;
+}
 
-    // units: metatomic converts lengths and energies; check now that it can
+/// Cutoffs and interaction range in LAMMPS units, and the evaluation options.
+static void read_ranges(PairState& s) {
     const auto& caps = s.model.capabilities;
-    try {
-        metatomic_torch::unit_conversion_factor(caps->length_unit(), s.units.length);
-        auto energy_unit = caps->outputs().at("energy")->unit();
-        if (!energy_unit.empty()) {
-            metatomic_torch::unit_conversion_factor(energy_unit, s.units.energy);
-        } else if (comm->me == 0) {
-            error->warning(FLERR, "the model declares no energy unit: its energies are used as {} unconverted",
-                           s.units.energy);
-        }
-    } catch (const std::exception& e) {
-        error->all(FLERR, "pair_style mlipdrive: cannot convert the model's units to 'units {}': {}",
-                   update->unit_style, mlipdrive::first_line(e.what()));
-    }
-
     s.requests.clear();
     s.max_cutoff = 0.0;
     for (const auto& options: s.model.requested_neighbor_lists) {
@@ -346,35 +322,76 @@ void PairMlipdrive::load(const std::string& path) {
     }
     s.interaction_range = caps->engine_interaction_range(s.units.length);
     if (!(s.interaction_range >= 0.0)) {
-        error->all(FLERR, "the model declares interaction_range {}; re-export it with the "
-                   "range it needs (cutoff x message-passing layers)", caps->interaction_range);
+        throw std::runtime_error("the model declares interaction_range " + std::to_string(caps->interaction_range) +
+                                 "; re-export it with the range it needs (cutoff x message-passing layers)");
     }
     s.message_passing = s.interaction_range > s.max_cutoff * (1.0 + 1e-12);
-    s.options_total = mlipdrive::make_options(s.units, false);
-    s.options_per_atom = mlipdrive::make_options(s.units, true);
-    s.sum_atom_energies = s.settings.atom_energy_sum &&
-                          caps->outputs().at("energy")->sample_kind() == "atom";
+    s.options_total = make_options(s.units, false);
+    s.options_per_atom = make_options(s.units, true);
+    s.sum_atom_energies = s.settings.atom_energy_sum && caps->outputs().at("energy")->sample_kind() == "atom";
+}
 
+/// Settings that mean something else (or nothing) inside LAMMPS, for the log.
+static void add_lammps_notes(PairState& s) {
+    s.model.notes.push_back("skin: not used, LAMMPS's 'neighbor' command sets the skin");
+    if (s.settings.fixed_composition) {
+        s.model.notes.push_back("fixed_composition: not used, atom types are read at every step "
+                                "(fix atom/swap and others change them without a neighbour-list rebuild)");
+    }
+}
+
+/// What was loaded and how it runs, as the log shows it.
+static std::string describe(const PairState& s, const std::string& path, const char* unit_style) {
+    const auto& caps = s.model.capabilities;
+    std::string text = fmt::format("mlipdrive: model {} ('{}')\n", path, s.model.name);
+    text += fmt::format("mlipdrive: device {}, dtype {}, torch threads {}, units {} ({}, {})\n",
+                        s.model.device.str(), caps->dtype(), torch::get_num_threads(), unit_style,
+                        s.units.length, s.units.energy);
+    text += fmt::format("mlipdrive: interaction range {:g} {}{}\n", s.interaction_range, s.units.length,
+                        s.message_passing ? " (message passing)" : "");
+    for (const auto& request: s.requests) {
+        text += fmt::format("mlipdrive: neighbour list {}, cutoff {:g}, strict={}\n",
+                            request.options->full_list() ? "full" : "half", request.cutoff,
+                            request.options->strict() ? "True" : "False");
+    }
+    for (const auto& note: s.model.notes) {
+        text += "mlipdrive: " + note + "\n";
+    }
+    text += "mlipdrive: settings\n";
+    for (const auto& line: setting_lines(s.settings)) {
+        text += fmt::format("  {:18} {}\n", line.first, line.second);
+    }
+    return text;
+}
+
+}  // namespace mlipdrive
+
+void PairMlipdrive::load(const std::string& path) {
+    auto& s = *state;
+    bool energy_unit = true;
+    try {
+        s.model = mlipdrive::load_model(path, s.extensions);
+        mlipdrive::provide_extension_autograd();
+        auto device = mlipdrive::choose_device(s.device_text, s.model, world);
+        s.threads = mlipdrive::torch_threads(s.settings.threads, mlipdrive::ranks_on_node(world));
+        mlipdrive::apply_settings(s.model, s.settings, device, s.threads);
+        mlipdrive::add_lammps_notes(s);
+        mlipdrive::read_ranges(s);
+    } catch (const std::exception& e) {
+        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+    }
+    try {
+        energy_unit = mlipdrive::check_units(s.model, s.units);
+    } catch (const std::exception& e) {
+        error->all(FLERR, "pair_style mlipdrive: cannot convert the model's units to 'units {}': {}",
+                   update->unit_style, mlipdrive::first_line(e.what()));
+    }
     if (comm->me == 0) {
-        std::string text = fmt::format("mlipdrive: model {} ('{}')\n", path, s.model.name);
-        text += fmt::format("mlipdrive: device {}, dtype {}, torch threads {}, units {} ({}, {})\n",
-                            s.model.device.str(), caps->dtype(), s.threads, update->unit_style,
-                            s.units.length, s.units.energy);
-        text += fmt::format("mlipdrive: interaction range {:g} {}{}\n", s.interaction_range,
-                            s.units.length, s.message_passing ? " (message passing)" : "");
-        for (const auto& request: s.requests) {
-            text += fmt::format("mlipdrive: neighbour list {}, cutoff {:g}, strict={}\n",
-                                request.options->full_list() ? "full" : "half", request.cutoff,
-                                request.options->strict() ? "True" : "False");
+        if (!energy_unit) {
+            error->warning(FLERR, "the model declares no energy unit: its energies are used as {} unconverted",
+                           s.units.energy);
         }
-        for (const auto& note: s.model.notes) {
-            text += "mlipdrive: " + note + "\n";
-        }
-        text += "mlipdrive: settings\n";
-        for (const auto& line: mlipdrive::setting_lines(s.settings)) {
-            text += fmt::format("  {:18} {}\n", line.first, line.second);
-        }
-        utils::logmesg(lmp, text);
+        utils::logmesg(lmp, mlipdrive::describe(s, path, update->unit_style));
     }
 }
 
@@ -493,7 +510,7 @@ void PairMlipdrive::init_style() {
     if (!mlipdrive::lammps_unit_system(update->unit_style, units) || units.length != s.units.length ||
         units.energy != s.units.energy) {
         error->all(FLERR, "units changed to '{}' after pair_style mlipdrive; give 'units' before pair_style "
-                   "(metal, real, si or electron)", update->unit_style);
+                   "({})", update->unit_style, mlipdrive::LAMMPS_UNITS_ADVICE);
     }
 
     // layout: periodic (local atoms + cell) on one rank, ghosts otherwise

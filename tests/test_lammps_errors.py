@@ -7,6 +7,8 @@ MPI rank only (NaN forces) must still bring the whole job down.
 import pathlib
 
 import pytest
+
+from mlipdrive.units import LAMMPS_UNITS_ADVICE
 from conftest import LJ_CUTOFF
 from lammps_testing import (
     export_lj_variant,
@@ -88,7 +90,9 @@ def test_newton_pair_off(tmp_path, lj_model):
 
 def test_unsupported_units(tmp_path, lj_model):
     result = run_lmp(tmp_path, script(f"mlipdrive {lj_model}", units="lj"), check=False)
-    assert_error(result, "does not support 'units lj'", "use units metal, real, si or electron")
+    # the advice is the Python definition's, generated into the plugin
+    assert_error(result, "does not support 'units lj'", LAMMPS_UNITS_ADVICE)
+    assert "metal" in LAMMPS_UNITS_ADVICE and "electron" in LAMMPS_UNITS_ADVICE
 
 
 def test_bad_keywords(tmp_path, lj_model):

@@ -9,6 +9,7 @@ from metatomic.torch import AtomisticModel, ModelCapabilities, load_atomistic_mo
 from metatomic.torch import pick_device
 
 from .extensions import import_extension_packages
+from .messages import loading_message
 from .settings import InferenceSettings, parse_fusion_strategy
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -22,30 +23,20 @@ def load_model(path, extensions=None) -> AtomisticModel:
     """Check and load ``path`` with metatomic, with errors that name the fix."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ModelLoadError(
-            f"model file '{path}' does not exist; give the path of an exported "
-            "metatomic model (.pt), e.g. models/mace/mace-cual.pt"
-        )
+        raise ModelLoadError(loading_message("model_missing", path=str(path)))
     if extensions is not None and not os.path.isdir(extensions):
         raise ModelLoadError(
-            f"extensions directory '{extensions}' does not exist; give the folder "
-            "that holds the model's TorchScript extensions (mtt export writes one)"
+            loading_message("extensions_directory_missing", directory=str(extensions))
         )
     try:
         model = load_atomistic_model(str(path), extensions_directory=extensions)
     except (RuntimeError, ValueError) as error:
         text = str(error)
-        if "extension" in text.lower() or "Unknown type name" in text:
-            raise ModelLoadError(
-                f"model '{path}' needs TorchScript extensions that are not loaded: "
-                f"{text.splitlines()[0]}\nGive the extensions directory "
-                "(Python: extensions=DIR, CLI: --extensions DIR, LAMMPS: "
-                "'extensions DIR' in pair_style)"
-            ) from error
-        raise ModelLoadError(
-            f"'{path}' is not a loadable metatomic model ({text.splitlines()[0]}); "
-            "export it again with metatomic (AtomisticModel.save or mtt export)"
-        ) from error
+        reason = text.splitlines()[0] if text else type(error).__name__
+        name = "extensions_not_loaded"
+        if "extension" not in text.lower() and "Unknown type name" not in text:
+            name = "not_loadable"
+        raise ModelLoadError(loading_message(name, path=str(path), reason=reason)) from error
     if extensions is not None:
         import_extension_packages(extensions)
     return model

@@ -30,6 +30,13 @@ UNIT_SYSTEMS = {
 }
 
 
+#: the LAMMPS unit styles the plugin supports (its table is generated from these)
+LAMMPS_UNIT_STYLES = ("metal", "real", "electron", "si")
+
+#: what to say to a LAMMPS user whose unit style is not supported
+LAMMPS_UNITS_ADVICE = "use units " + ", ".join(LAMMPS_UNIT_STYLES) + " (the model's units are converted to them)"
+
+
 def unit_system(name: str) -> UnitSystem:
     """The unit system called ``name``, or an error listing the supported ones."""
     try:
@@ -37,5 +44,5 @@ def unit_system(name: str) -> UnitSystem:
     except KeyError:
         raise ValueError(
             f"unsupported units '{name}'; mlipdrive supports {sorted(UNIT_SYSTEMS)} "
-            "(LAMMPS: use 'units metal', 'real', 'si' or 'electron')"
+            f"(LAMMPS: {LAMMPS_UNITS_ADVICE})"
         ) from None

@@ -2,16 +2,20 @@
 (tests/test_decomposition.py) and the mpirun script (decomposition_check.py).
 
 Every structure is small, randomly displaced (seeded) and chosen to stress one
-part of the geometry; each is built for a model's elements, lattice constant and
-interaction range so that LJ (Ar) and MACE (Cu/Al) get comparable cases.
+part of the geometry; each is built for a model's elements and lattice constant so
+that LJ (Ar) and the shipped Cu/Al models (every model family) get comparable cases.
 """
 
 import ase.build
 import numpy as np
 
-# (elements, fcc lattice constant in Å) per model family
+from mlipdrive.testing import SAME_MODEL
+
+# (elements, fcc lattice constant in Å): the LJ models, the shipped Cu/Al models
 LJ_SPECIES = (["Ar"], 5.26)
-MACE_SPECIES = (["Cu", "Al"], 3.75)
+CUAL_SPECIES = (["Cu", "Al"], 3.75)
+# volume per atom of the Cu/Al cases: turns a stress tolerance into a virial per atom
+CUAL_ATOMIC_VOLUME = 3.75**3 / 4
 
 
 def _fcc(elements, a, repeat, seed, rattle=0.1):
@@ -73,13 +77,47 @@ def structures(species, seed=0):
     }
 
 
-def errors(results, reference):
-    """Max deviations: energy relative; forces, virial, per-atom energies absolute."""
-    out = {"energy": abs(results.energy - reference.energy) / max(abs(reference.energy), 1e-300)}
+def errors(results, reference, n_atoms):
+    """Max deviations: energy relative and per atom; forces, virial, per-atom
+    energies absolute; virial per atom; and the largest per-atom energy."""
+    difference = abs(results.energy - reference.energy)
+    out = {"energy": difference / max(abs(reference.energy), 1e-300)}
     for name in ("forces", "virial", "stress", "energies"):
         value, ref = getattr(results, name), getattr(reference, name)
         if ref is None:
             assert value is None, f"{name} should be None"
             continue
         out[name] = float(np.abs(value - ref).max(initial=0.0))
+    out["energy/atom"] = difference / n_atoms
+    if "virial" in out:
+        out["virial/atom"] = out["virial"] / n_atoms
+    if reference.energies is not None:
+        out["largest_energy"] = float(np.abs(reference.energies).max(initial=0.0))
     return out
+
+
+def lj_limits():
+    """The LJ models in float64: the decomposition only reorders sums. Energy
+    relative; forces (eV/Å), virial and per-atom energies (eV) absolute."""
+    return {"energy": SAME_MODEL, "forces": SAME_MODEL, "virial": SAME_MODEL, "energies": SAME_MODEL}
+
+
+def family_limits(family, largest_energy):
+    """A model family's tolerances in the keys of :func:`errors`: energy per atom,
+    forces, the stress tolerance as a virial per atom, per-atom energies (given
+    the largest per-atom energy, for the dtype's rounding)."""
+    return {
+        "energy/atom": family.energy_per_atom,
+        "forces": family.forces,
+        "virial/atom": family.stress * CUAL_ATOMIC_VOLUME,
+        "energies": family.energies_limit([largest_energy]),
+    }
+
+
+def over_limits(deviations, limits):
+    """The deviations over their limit, {key: (deviation, limit)} (empty if none)."""
+    return {
+        key: (deviations[key], limit)
+        for key, limit in limits.items()
+        if key in deviations and not deviations[key] < limit
+    }
