@@ -177,6 +177,46 @@ PairMlipdrive::~PairMlipdrive() {
 }
 
 /* ----------------------------------------------------------------------
+   the KEYWORD VALUE pairs of pair_style: the preset first, wherever it is
+   given; then the other keywords in order
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::read_keywords(int narg, char** arg, const char* usage) {
+    std::string preset = "default";
+    for (int i = 1; i < narg; i += 2) {
+        if (strcmp(arg[i], "settings") == 0) {
+            preset = arg[i + 1];
+        }
+    }
+    if (!mlipdrive::apply_preset(state->settings, preset)) {
+        std::string presets;
+        for (const char* name: mlipdrive::PRESETS) {
+            presets += (presets.empty() ? "" : ", ") + std::string(name);
+        }
+        error->all(FLERR, "unknown settings preset '{}' in pair_style mlipdrive; use one of {}", preset, presets);
+    }
+    for (int i = 1; i < narg; i += 2) {
+        const std::string key = arg[i];
+        const std::string value = arg[i + 1];
+        if (key == "device") {
+            state->device_text = value;
+        } else if (key == "extensions") {
+            state->extensions = value;
+        } else if (key == "mode") {
+            if (value != "auto" && value != "ghosts" && value != "periodic") {
+                error->all(FLERR, "expected auto, ghosts or periodic after 'mode' in pair_style mlipdrive, got '{}'", value);
+            }
+            state->mode = value;
+        } else if (key != "settings") {
+            auto message = mlipdrive::set_setting(state->settings, key, value);
+            if (!message.empty()) {
+                error->all(FLERR, "pair_style mlipdrive: {}; expected {}", message, usage);
+            }
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------
    pair_style mlipdrive MODEL [KEYWORD VALUE]...
 ------------------------------------------------------------------------- */
 
@@ -196,41 +236,7 @@ void PairMlipdrive::settings(int narg, char** arg) {
     state = std::make_unique<PairState>();
     state->model_path = arg[0];
 
-    // the preset first, wherever it is given; then the other keywords in order
-    std::string preset = "default";
-    for (int i = 1; i < narg; i += 2) {
-        if (strcmp(arg[i], "settings") == 0) {
-            preset = arg[i + 1];
-        }
-    }
-    if (!mlipdrive::apply_preset(state->settings, preset)) {
-        std::string presets;
-        for (const char* name: mlipdrive::PRESETS) {
-            presets += (presets.empty() ? "" : ", ") + std::string(name);
-        }
-        error->all(FLERR, "unknown settings preset '{}' in pair_style mlipdrive; use one of {}", preset, presets);
-    }
-    for (int i = 1; i < narg; i += 2) {
-        std::string key = arg[i];
-        std::string value = arg[i + 1];
-        if (key == "settings") {
-            continue;
-        } else if (key == "device") {
-            state->device_text = value;
-        } else if (key == "extensions") {
-            state->extensions = value;
-        } else if (key == "mode") {
-            if (value != "auto" && value != "ghosts" && value != "periodic") {
-                error->all(FLERR, "expected auto, ghosts or periodic after 'mode' in pair_style mlipdrive, got '{}'", value);
-            }
-            state->mode = value;
-        } else {
-            auto message = mlipdrive::set_setting(state->settings, key, value);
-            if (!message.empty()) {
-                error->all(FLERR, "pair_style mlipdrive: {}; expected {}", message, usage);
-            }
-        }
-    }
+    read_keywords(narg, arg, usage);
     if (state->settings.threads < 0) {
         error->all(FLERR, "setting 'threads' must be >= 0, got {}", state->settings.threads);
     }
@@ -410,6 +416,34 @@ void PairMlipdrive::allocate() {
 }
 
 /* ----------------------------------------------------------------------
+   the atomic number pair_coeff gives LAMMPS type `type` (-1 for NULL)
+------------------------------------------------------------------------- */
+
+int PairMlipdrive::element_of_type(int type, const std::string& text) {
+    if (text == "NULL") {
+        return -1;
+    }
+    const int z = mlipdrive::atomic_number(text);
+    if (z < 0) {
+        error->all(FLERR, "pair_coeff: '{}' for atom type {} is neither an element symbol nor "
+                   "an atomic number; write e.g. Cu or 29 (NULL for types left to another pair style)",
+                   text, type);
+    }
+    const auto& known = state->model.capabilities->atomic_types;
+    if (std::find(known.begin(), known.end(), z) == known.end()) {
+        std::string known_text;
+        for (auto k: known) {
+            known_text += (known_text.empty() ? "" : ", ") + mlipdrive::element_name(static_cast<int>(k));
+        }
+        error->all(FLERR, "pair_coeff: element {} for atom type {} is not known by model '{}', "
+                   "which knows {}; map the type to one of these, use a model trained for it, or "
+                   "give NULL and another style under pair_style hybrid/overlay",
+                   mlipdrive::element_name(z), type, state->model.name, known_text);
+    }
+    return z;
+}
+
+/* ----------------------------------------------------------------------
    pair_coeff * * Cu Al ...   (one element per atom type; NULL under hybrid)
 ------------------------------------------------------------------------- */
 
@@ -436,30 +470,9 @@ void PairMlipdrive::coeff(int narg, char** arg) {
                    "system has {} atom type(s), got {} element(s); e.g. '{}'", ntypes, narg - 2, example);
     }
 
-    const auto& known = state->model.capabilities->atomic_types;
-    std::string known_text;
-    for (auto z: known) {
-        known_text += (known_text.empty() ? "" : ", ") + mlipdrive::element_name(static_cast<int>(z));
-    }
     state->atomic_numbers.assign(ntypes + 1, -1);
     for (int type = 1; type <= ntypes; type++) {
-        std::string text = arg[type + 1];
-        if (text == "NULL") {
-            continue;
-        }
-        int z = mlipdrive::atomic_number(text);
-        if (z < 0) {
-            error->all(FLERR, "pair_coeff: '{}' for atom type {} is neither an element symbol nor "
-                       "an atomic number; write e.g. Cu or 29 (NULL for types left to another pair style)",
-                       text, type);
-        }
-        if (std::find(known.begin(), known.end(), z) == known.end()) {
-            error->all(FLERR, "pair_coeff: element {} for atom type {} is not known by model '{}', "
-                       "which knows {}; map the type to one of these, use a model trained for it, or "
-                       "give NULL and another style under pair_style hybrid/overlay",
-                       mlipdrive::element_name(z), type, state->model.name, known_text);
-        }
-        state->atomic_numbers[type] = z;
+        state->atomic_numbers[type] = element_of_type(type, arg[type + 1]);
     }
     coeff_args.assign(arg, arg + narg);
 
@@ -492,50 +505,8 @@ void PairMlipdrive::init_style() {
     if (s.atomic_numbers.empty()) {
         error->all(FLERR, "pair_style mlipdrive needs 'pair_coeff * * ELEMENT...' before the run");
     }
-    // newton pair on: the model gives forces on ghost atoms, and LAMMPS's reverse
-    // communication adds them to their owners; with newton off it would drop them
-    if (force->newton_pair == 0) {
-        error->all(FLERR, "pair_style mlipdrive requires newton pair on (forces on ghost atoms are "
-                   "sent back to their owners); remove 'newton off' or write 'newton on'");
-    }
-    if (domain->dimension != 3) {
-        error->all(FLERR, "pair_style mlipdrive evaluates three-dimensional models: 'dimension {}' would "
-                   "feed the model a periodic stack of layers and drop the z forces; use dimension 3 "
-                   "(a thin periodic slab, or boundary p p f with a layer of atoms)", domain->dimension);
-    }
-    if (atom->tag_enable == 0) {
-        error->all(FLERR, "pair_style mlipdrive needs atom IDs; remove 'atom_modify id no'");
-    }
-    mlipdrive::UnitSystem units;
-    if (!mlipdrive::lammps_unit_system(update->unit_style, units) || units.length != s.units.length ||
-        units.energy != s.units.energy) {
-        error->all(FLERR, "units changed to '{}' after pair_style mlipdrive; give 'units' before pair_style "
-                   "({})", update->unit_style, mlipdrive::LAMMPS_UNITS_ADVICE);
-    }
-
-    // layout: periodic (local atoms + cell) on one rank, ghosts otherwise
-    const bool infinite = std::isinf(s.interaction_range);
-    if (s.mode == "periodic" && comm->nprocs > 1) {
-        error->all(FLERR, "pair_style mlipdrive 'mode periodic' works on one MPI rank only, this run has "
-                   "{}; use 'mode ghosts' (or auto) or run on one rank", comm->nprocs);
-    }
-    if (infinite && comm->nprocs > 1) {
-        error->all(FLERR, "this model has an infinite interaction range (long-range terms): every rank "
-                   "would need every atom as a ghost, so it cannot be split over {} MPI ranks; run it on "
-                   "one rank (mpirun -np 1 or plain lmp)", comm->nprocs);
-    }
-    if (infinite && s.mode == "ghosts") {
-        error->all(FLERR, "this model has an infinite interaction range: 'mode ghosts' cannot hold it; "
-                   "use 'mode periodic' (or auto) on one MPI rank");
-    }
-    s.periodic = s.mode == "periodic" || (s.mode == "auto" && comm->nprocs == 1);
-    if (s.requests.empty()) {
-        error->all(FLERR, "the model asks for no neighbour list; pair_style mlipdrive needs at least one");
-    }
-    if (!std::isfinite(s.max_cutoff) || s.max_cutoff <= 0.0) {
-        error->all(FLERR, "the model's neighbour-list cutoff is {}; LAMMPS needs a finite positive one",
-                   s.max_cutoff);
-    }
+    check_run_setup();
+    s.periodic = choose_layout();
 
     // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
     int flags = NeighConst::REQ_FULL;
@@ -556,6 +527,65 @@ void PairMlipdrive::init_style() {
                                   : "local + ghost atoms within the interaction range + skin, no periodicity",
                        comm->nprocs);
     }
+}
+
+/* ----------------------------------------------------------------------
+   what the run must have for this pair style
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::check_run_setup() {
+    auto& s = *state;
+    // newton pair on: the model gives forces on ghost atoms, and LAMMPS's reverse
+    // communication adds them to their owners; with newton off it would drop them
+    if (force->newton_pair == 0) {
+        error->all(FLERR, "pair_style mlipdrive requires newton pair on (forces on ghost atoms are "
+                   "sent back to their owners); remove 'newton off' or write 'newton on'");
+    }
+    if (domain->dimension != 3) {
+        error->all(FLERR, "pair_style mlipdrive evaluates three-dimensional models: 'dimension {}' would "
+                   "feed the model a periodic stack of layers and drop the z forces; use dimension 3 "
+                   "(a thin periodic slab, or boundary p p f with a layer of atoms)", domain->dimension);
+    }
+    if (atom->tag_enable == 0) {
+        error->all(FLERR, "pair_style mlipdrive needs atom IDs; remove 'atom_modify id no'");
+    }
+    mlipdrive::UnitSystem units;
+    if (!mlipdrive::lammps_unit_system(update->unit_style, units) || units.length != s.units.length ||
+        units.energy != s.units.energy) {
+        error->all(FLERR, "units changed to '{}' after pair_style mlipdrive; give 'units' before pair_style "
+                   "({})", update->unit_style, mlipdrive::LAMMPS_UNITS_ADVICE);
+    }
+}
+
+/* ----------------------------------------------------------------------
+   the layout of the System: periodic (local atoms + cell) on one rank, ghosts
+   otherwise (see mlipdrive_system.h)
+------------------------------------------------------------------------- */
+
+bool PairMlipdrive::choose_layout() {
+    auto& s = *state;
+    const bool infinite = std::isinf(s.interaction_range);
+    if (s.mode == "periodic" && comm->nprocs > 1) {
+        error->all(FLERR, "pair_style mlipdrive 'mode periodic' works on one MPI rank only, this run has "
+                   "{}; use 'mode ghosts' (or auto) or run on one rank", comm->nprocs);
+    }
+    if (infinite && comm->nprocs > 1) {
+        error->all(FLERR, "this model has an infinite interaction range (long-range terms): every rank "
+                   "would need every atom as a ghost, so it cannot be split over {} MPI ranks; run it on "
+                   "one rank (mpirun -np 1 or plain lmp)", comm->nprocs);
+    }
+    if (infinite && s.mode == "ghosts") {
+        error->all(FLERR, "this model has an infinite interaction range: 'mode ghosts' cannot hold it; "
+                   "use 'mode periodic' (or auto) on one MPI rank");
+    }
+    if (s.requests.empty()) {
+        error->all(FLERR, "the model asks for no neighbour list; pair_style mlipdrive needs at least one");
+    }
+    if (!std::isfinite(s.max_cutoff) || s.max_cutoff <= 0.0) {
+        error->all(FLERR, "the model's neighbour-list cutoff is {}; LAMMPS needs a finite positive one",
+                   s.max_cutoff);
+    }
+    return s.mode == "periodic" || (s.mode == "auto" && comm->nprocs == 1);
 }
 
 /* ----------------------------------------------------------------------

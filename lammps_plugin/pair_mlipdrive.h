@@ -44,6 +44,14 @@ private:
     void allocate();
     void load(const std::string& path);
     void check_comm_cutoff();
+    /// pair_style's KEYWORD VALUE pairs into the state
+    void read_keywords(int narg, char** arg, const char* usage);
+    /// the atomic number pair_coeff gives a type (-1 for NULL), or an error
+    int element_of_type(int type, const std::string& text);
+    /// newton, dimension, atom IDs, units: what a run needs
+    void check_run_setup();
+    /// true for the periodic layout (one rank), false for ghosts
+    bool choose_layout();
     /// LAMMPS rebuilt its neighbour list, or the number of atoms changed
     bool atoms_changed();
     /// forces, virial and energies of one evaluation into LAMMPS's arrays
