@@ -33,6 +33,8 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from mlipdrive.settings import ON_OFF_WORDS
+
 from ._protocol import (
     EXIT,
     GETFORCE,
@@ -83,14 +85,14 @@ def log(message: str):
 # ---------------------------------------------------------------------- periodicity
 
 def parse_pbc(text: str):
-    """'auto', 'none', 'all', or three letters such as 'TTF' -> None (auto) or (3,) bool."""
+    """'auto', 'none' (or off), 'all' (or on), or three letters such as 'TTF' -> None
+    (auto) or (3,) bool; on/off take the words of :data:`mlipdrive.settings.ON_OFF_WORDS`."""
     lowered = text.strip().lower()
     if lowered == "auto":
         return None
-    if lowered in ("none", "no", "off", "false"):
-        return np.zeros(3, dtype=bool)
-    if lowered in ("all", "yes", "on", "true"):
-        return np.ones(3, dtype=bool)
+    everywhere = {"none": False, "all": True}.get(lowered, ON_OFF_WORDS.get(lowered))
+    if everywhere is not None:
+        return np.full(3, everywhere)
     letters = lowered.replace(",", "").replace(" ", "")
     if len(letters) == 3 and set(letters) <= {"t", "f", "1", "0"}:
         return np.array([c in "t1" for c in letters])

@@ -109,8 +109,6 @@ class Wire:
         sock.settimeout(wake)
         self._header = bytearray(HEADER_SIZE)
         self._header_view = memoryview(self._header)
-        self.bytes_received = 0
-        self.bytes_sent = 0
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
 
@@ -146,7 +144,6 @@ class Wire:
                 )
         if received < HEADER_SIZE:
             self._read_exact(view[received:], "a message header", received, HEADER_SIZE)
-        self.bytes_received += HEADER_SIZE
         return bytes(self._header)
 
     def take_header_if(self, expected: bytes) -> bool:
@@ -167,14 +164,12 @@ class Wire:
         if peeked != expected:
             return False
         self.sock.recv_into(self._header_view, HEADER_SIZE)  # already here: no wait
-        self.bytes_received += HEADER_SIZE
         return True
 
     def read_into(self, buffer, what: str):
         """Fill ``buffer`` (a C-contiguous numpy array or bytearray) exactly."""
         view = memoryview(buffer).cast("B")
         self._read_exact(view, what, 0, view.nbytes)
-        self.bytes_received += view.nbytes
 
     def _read_exact(self, view: memoryview, what: str, done: int, total: int):
         """Read ``len(view)`` bytes; ``done``/``total`` describe the whole field."""
@@ -213,7 +208,6 @@ class Wire:
         """Send every byte of ``parts`` (buffers), in order, in as few writes as possible."""
         views = [memoryview(part).cast("B") for part in parts]
         views = [view for view in views if view.nbytes]
-        total = sum(view.nbytes for view in views)
         deadline = time.monotonic() + self.message_timeout
         while views:
             try:
@@ -243,7 +237,6 @@ class Wire:
                     f"could not send a reply to i-PI within {self.message_timeout:g} s "
                     "(the server does not read); giving up"
                 )
-        self.bytes_sent += total
 
 
 def read_init(wire: Wire, max_bytes: int = MAX_INIT_BYTES):

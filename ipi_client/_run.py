@@ -48,17 +48,15 @@ def launched_with_mpi() -> bool:
 def read_types(structure: str, structure_format: Optional[str], atomic_types) -> np.ndarray:
     """Atomic numbers from the structure file, checked against the model's types."""
     from mlipdrive._structure import read_structure
+    from mlipdrive.potential import InvalidInput, check_types
 
     # i-PI initialises from the first frame of its file
     atoms = read_structure(structure, structure_format, index=0)
     types = np.asarray(atoms.numbers, dtype=np.int32)
-    unknown = sorted(set(types.tolist()) - set(int(t) for t in atomic_types))
-    if unknown:
-        raise ValueError(
-            f"structure '{structure}' has atomic numbers {unknown} that the model does "
-            f"not know (it knows {sorted(atomic_types)}); use a model trained for "
-            "these elements"
-        )
+    try:
+        check_types(types, atomic_types)
+    except InvalidInput as error:
+        raise ValueError(f"structure '{structure}': {error}") from None
     return types
 
 

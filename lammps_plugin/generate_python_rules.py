@@ -18,7 +18,7 @@ down twice:
 import string
 import sys
 
-from mlipdrive.settings import SETTINGS
+from mlipdrive.settings import SETTINGS, minimum_message
 from mlipdrive.messages import LOADING_MESSAGES
 from mlipdrive.units import LAMMPS_UNIT_STYLES, LAMMPS_UNITS_ADVICE, UNIT_SYSTEMS
 
@@ -72,10 +72,29 @@ def generate() -> str:
     for setting in SETTINGS:
         lines.append(f'        {{"{setting.name}", python_repr(s.{setting.name})}},')
     lines += ["    };", "}", ""]
+    lines += minimum_checks()
     lines += units_table()
     lines += loading_messages()
     lines += ["}  // namespace mlipdrive", ""]
     return "\n".join(lines)
+
+
+def minimum_checks():
+    """``check_settings(s)``: the ``minimum`` of each row, with Python's message."""
+    lines = [
+        "/// The first setting below its minimum (or not finite), as InferenceSettings",
+        "/// refuses it in Python; an empty string if none.",
+        "inline std::string check_settings(const InferenceSettings& s) {",
+    ]
+    for setting in SETTINGS:
+        if setting.minimum is None:
+            continue
+        head, tail = minimum_message(setting, "{value}").split("{value}")
+        lines.append(f"    if (!(std::isfinite(static_cast<double>(s.{setting.name})) && s.{setting.name} >= {setting.minimum!r})) {{")
+        lines.append(f"        return {_cpp_string(head)} + python_repr(s.{setting.name}) + {_cpp_string(tail)};")
+        lines.append("    }")
+    lines += ['    return "";', "}", ""]
+    return lines
 
 
 def units_table():

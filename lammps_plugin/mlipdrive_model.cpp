@@ -165,13 +165,11 @@ int torch_threads(int requested, int ranks_on_node) {
     if (requested > 0) {
         return requested;
     }
-    const char* omp = std::getenv("OMP_NUM_THREADS");
-    if (omp != nullptr) {
-        char* end = nullptr;
-        const long value = std::strtol(omp, &end, 10);
-        if (end != omp && *end == '\0' && value > 0) {
-            return static_cast<int>(value);
-        }
+    // as str.isdigit() in Python: digits only
+    const std::string omp = std::getenv("OMP_NUM_THREADS") != nullptr ? std::getenv("OMP_NUM_THREADS") : "";
+    if (!omp.empty() && omp.size() < 9 && omp.find_first_not_of("0123456789") == std::string::npos &&
+        std::stoi(omp) > 0) {
+        return std::stoi(omp);
     }
     cpu_set_t cpus;
     CPU_ZERO(&cpus);
@@ -187,10 +185,7 @@ void apply_settings(LoadedModel& model, const InferenceSettings& settings, torch
     torch::jit::setGraphExecutorOptimize(settings.graph_optimize);
     std::vector<std::pair<std::string, int>> strategy;
     if (!parse_fusion_strategy(settings.fusion_strategy, strategy)) {
-        throw std::runtime_error(
-            "fusion_strategy must look like 'STATIC:2,DYNAMIC:10', got '" +
-            settings.fusion_strategy + "'"
-        );
+        throw std::runtime_error(fusion_strategy_error(settings.fusion_strategy));
     }
     if (!strategy.empty()) {
         torch::jit::FusionStrategy torch_strategy;
@@ -209,22 +204,6 @@ void apply_settings(LoadedModel& model, const InferenceSettings& settings, torch
     convert_dtype(model, settings.dtype);
     model.module.to(device);
     model.device = device;
-
-    if (settings.freeze) {
-        // freezing needs every attribute to be inspectable; metatomic models hold
-        // metatensor objects (Capsule) that are not, so this usually does nothing,
-        // as in the Python driver ("silently skipped where the model cannot be frozen")
-        try {
-            auto frozen = torch::jit::freeze(
-                model.module,
-                std::vector<std::string>{"capabilities", "requested_neighbor_lists", "metadata", "requested_inputs"}
-            );
-            model.module = frozen;
-            model.notes.push_back("freeze: applied");
-        } catch (const std::exception& error) {
-            model.notes.push_back("freeze: skipped, this model cannot be frozen (" + first_line(error.what()) + ")");
-        }
-    }
 }
 
 }  // namespace mlipdrive

@@ -50,8 +50,8 @@ std::pair<torch::DeviceType, int> parse_device(const std::string& text);
 /// usable cores divided by the MPI ranks on this node, at least 1).
 int torch_threads(int requested, int ranks_on_node);
 
-/// Apply `settings` to the model (dtype, device, graph executor, fusion, TF32,
-/// freeze) and torch's process-wide switches; `threads` is the number of torch
+/// Apply `settings` to the model (dtype, device, graph executor, fusion, TF32)
+/// and torch's process-wide switches; `threads` is the number of torch
 /// intra-op threads to use (already resolved by the caller).
 void apply_settings(LoadedModel& model, const InferenceSettings& settings, torch::Device device, int threads);
 

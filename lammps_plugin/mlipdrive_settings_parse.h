@@ -1,18 +1,24 @@
 /* mlipdrive: pair_style mlipdrive for LAMMPS, as a plugin.
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
- * Text <-> value helpers for the generated settings code, with the same rules as
- * mlipdrive.settings.parse_value (on/off for booleans) and the same printing as
- * Python's repr(), so that `mlipdrive info` and the plugin print identical tables.
+ * Text <-> value helpers for the generated settings code: the words and kinds
+ * they accept come from mlipdrive.settings (ON_OFF_WORDS, FUSION_KINDS, through
+ * the generated mlipdrive_settings.h); values print as Python's repr(), so that
+ * `mlipdrive info` and the plugin print identical tables.
  */
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <iterator>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "mlipdrive_settings.h"
 
 namespace mlipdrive {
 
@@ -21,13 +27,11 @@ inline std::string parse_bool(const std::string& name, const std::string& text, 
     for (char c: text) {
         lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     }
-    if (lower == "on" || lower == "yes" || lower == "true" || lower == "1") {
-        value = true;
-        return "";
-    }
-    if (lower == "off" || lower == "no" || lower == "false" || lower == "0") {
-        value = false;
-        return "";
+    for (const auto& word: ON_OFF_WORDS) {
+        if (lower == word.first) {
+            value = word.second;
+            return "";
+        }
     }
     return "expected on/off for setting '" + name + "', got '" + text + "'";
 }
@@ -91,7 +95,8 @@ inline bool parse_fusion_strategy(
         }
         auto kind = item.substr(0, colon);
         auto depth = item.substr(colon + 1);
-        if ((kind != "STATIC" && kind != "DYNAMIC") || depth.empty()) {
+        if (std::find(std::begin(FUSION_KINDS), std::end(FUSION_KINDS), kind) == std::end(FUSION_KINDS) ||
+            depth.empty()) {
             return false;
         }
         for (char c: depth) {

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include <torch/cuda.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/script.h>
 
 #include <metatensor/torch.hpp>
@@ -237,11 +238,9 @@ void PairMlipdrive::settings(int narg, char** arg) {
     state->model_path = arg[0];
 
     read_keywords(narg, arg, usage);
-    if (state->settings.threads < 0) {
-        error->all(FLERR, "setting 'threads' must be >= 0, got {}", state->settings.threads);
-    }
-    if (!(state->settings.skin >= 0)) {
-        error->all(FLERR, "setting 'skin' must be >= 0 angstrom, got {}", state->settings.skin);
+    const auto out_of_range = mlipdrive::check_settings(state->settings);
+    if (!out_of_range.empty()) {
+        error->all(FLERR, "pair_style mlipdrive: {}", out_of_range);
     }
 
     if (!mlipdrive::lammps_unit_system(update->unit_style, state->units)) {
@@ -353,6 +352,8 @@ static std::string describe(const PairState& s, const std::string& path, const c
     text += fmt::format("mlipdrive: device {}, dtype {}, torch threads {}, units {} ({}, {})\n",
                         s.model.device.str(), caps->dtype(), torch::get_num_threads(), unit_style,
                         s.units.length, s.units.energy);
+    text += fmt::format("mlipdrive: graph executor optimisation {}\n",
+                        torch::jit::getGraphExecutorOptimize() ? "on" : "off");
     text += fmt::format("mlipdrive: interaction range {:g} {}{}\n", s.interaction_range, s.units.length,
                         s.message_passing ? " (message passing)" : "");
     for (const auto& request: s.requests) {

@@ -12,7 +12,10 @@ with ours, and returns the differences.
 
 import dataclasses
 import functools
+import json
+import os
 import pathlib
+import sys
 import warnings
 from typing import Dict, List, Optional, Sequence
 
@@ -218,5 +221,33 @@ def assert_matches_reference(
         over = {key: (value, limits[key]) for key, value in errors.items() if not value <= limits[key]}
         if over:
             failed[frame.name] = over
+    record(family.name, report)
     assert not failed, f"{family.name}: (difference, limit) over the limits: {failed}"
     return report
+
+
+def record(family_name: str, report: Dict[str, Dict[str, float]]) -> None:
+    """Append the largest differences to $MLIPDRIVE_REFERENCE_REPORT (JSON lines), if set.
+
+    ``python tests/lammps_reference.py FILE`` prints the largest per family.
+    """
+    path = os.environ.get("MLIPDRIVE_REFERENCE_REPORT")
+    if not path:
+        return
+    largest = {key: max(errors[key] for errors in report.values()) for key in next(iter(report.values()))}
+    with open(path, "a") as file:
+        file.write(json.dumps({"family": family_name, **{k: float(v) for k, v in largest.items()}}) + "\n")
+
+
+def summarize(path: str) -> None:
+    """The largest difference of each kind, per family, over a report file."""
+    rows = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+    for family in sorted({row["family"] for row in rows}):
+        mine = [row for row in rows if row["family"] == family]
+        keys = [key for key in mine[0] if key != "family"]
+        text = ", ".join(f"{key} {max(row[key] for row in mine):.1e}" for key in keys)
+        print(f"{family} ({len(mine)} runs): {text}")
+
+
+if __name__ == "__main__":
+    summarize(sys.argv[1])

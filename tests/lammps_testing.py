@@ -216,6 +216,20 @@ def export_lj_variant(path, *, interaction_range=None, **options):
     return path
 
 
+def argon_capabilities():
+    """Capabilities of the test variants of the LJ argon model (8.5 Å, float64, CPU)."""
+    from metatomic.torch import ModelCapabilities, ModelOutput
+
+    return ModelCapabilities(
+        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
+        atomic_types=[18],
+        interaction_range=8.5,
+        length_unit="angstrom",
+        supported_devices=["cpu"],
+        dtype="float64",
+    )
+
+
 def export_model_needing_extension(path):
     """LJ wrapped in a module that calls a custom op no library provides at run time.
 
@@ -224,7 +238,7 @@ def export_model_needing_extension(path):
     know it, exactly like a model exported without its extensions directory.
     """
     from lj_model import LennardJones
-    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+    from metatomic.torch import AtomisticModel, ModelMetadata, ModelOutput
 
     library = torch.library.Library("mlipdrive_test_extension", "DEF")
     library.define("touch(Tensor x) -> Tensor")
@@ -246,16 +260,8 @@ def export_model_needing_extension(path):
                 return {}
             return self.lj(systems, outputs, selected_atoms)
 
-    capabilities = ModelCapabilities(
-        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
-        atomic_types=[18],
-        interaction_range=8.5,
-        length_unit="angstrom",
-        supported_devices=["cpu"],
-        dtype="float64",
-    )
     metadata = ModelMetadata(name="needs-extension", description="LJ + an unknown op")
-    model = AtomisticModel(NeedsExtension().eval(), metadata, capabilities)
+    model = AtomisticModel(NeedsExtension().eval(), metadata, argon_capabilities())
     model.save(str(path))
     del library
     return path
@@ -303,7 +309,7 @@ def export_lj_through_op(path, op: str, collect_extensions=None):
     ``spherical_harmonics_with_gradients``, whose autograd lives in Python).
     """
     from lj_model import LennardJones
-    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+    from metatomic.torch import AtomisticModel, ModelMetadata, ModelOutput
 
     if op == "python" and not hasattr(torch.ops.mlipdrive_test, "no_autograd"):
         library = torch.library.Library("mlipdrive_test", "DEF")
@@ -335,15 +341,40 @@ def export_lj_through_op(path, op: str, collect_extensions=None):
         def extra(self, positions: torch.Tensor) -> torch.Tensor:
             return torch.ops.sphericart_torch.spherical_harmonics_with_gradients(positions, 1)[0]
 
-    capabilities = ModelCapabilities(
-        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
-        atomic_types=[18],
-        interaction_range=8.5,
-        length_unit="angstrom",
-        supported_devices=["cpu"],
-        dtype="float64",
-    )
     metadata = ModelMetadata(name="lj-through-op", description="LJ + an operator without autograd")
     module = (ThroughSphericart if op == "sphericart" else ThroughOp)()
-    AtomisticModel(module.eval(), metadata, capabilities).save(str(path), collect_extensions=collect_extensions)
+    AtomisticModel(module.eval(), metadata, argon_capabilities()).save(str(path), collect_extensions=collect_extensions)
+    return path
+
+
+def export_lj_reduction_marked(path):
+    """The LJ model whose *total* energy (sample_kind "system") is 1 eV above the
+    sum of its per-atom energies: an engine that sums the per-atom energies itself
+    (``atom_energy_sum on``) gets LJ, one that asks for the total gets LJ + 1 eV."""
+    from lj_model import LennardJones
+    from metatomic.torch import AtomisticModel, ModelMetadata, ModelOutput
+
+    class ReductionMarked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
+
+        def requested_neighbor_lists(self):
+            return self.lj.requested_neighbor_lists()
+
+        def forward(
+            self,
+            systems: List[System],
+            outputs: Dict[str, ModelOutput],
+            selected_atoms: Optional[Labels] = None,
+        ) -> Dict[str, TensorMap]:
+            results = self.lj(systems, outputs, selected_atoms)
+            if outputs["energy"].sample_kind == "atom":
+                return results
+            block = results["energy"].block()
+            block = TensorBlock(block.values + 1.0, block.samples, block.components, block.properties)
+            return {"energy": TensorMap(results["energy"].keys, [block])}
+
+    metadata = ModelMetadata(name="lj-reduction-marked", description="LJ; total = sum of atoms + 1 eV")
+    AtomisticModel(ReductionMarked().eval(), metadata, argon_capabilities()).save(str(path))
     return path

@@ -21,6 +21,8 @@ def test_info_describes_model_and_settings(mace_model):
     assert "interaction range" in out and "neighbour list" in out
     assert "dtype              'float32'" in out  # turbo's evaluation dtype
     assert "threads            1" in out
+    assert "torch threads     1" in out
+    assert "note              tf32: no effect on CPU" in out  # turbo's tf32
 
 
 def test_info_bad_model_path(tmp_path):
@@ -30,9 +32,9 @@ def test_info_bad_model_path(tmp_path):
 
 
 def test_info_bad_setting_value(lj_model):
-    result = run("info", lj_model, "--freeze", "sometimes")
+    result = run("info", lj_model, "--fixed-composition", "sometimes")
     assert result.returncode == 2
-    assert "expected on/off for setting 'freeze'" in result.stderr
+    assert "expected on/off for setting 'fixed_composition'" in result.stderr
 
 
 @pytest.mark.parametrize("settings", ["default", "turbo"])

@@ -164,5 +164,5 @@ def test_missing_structure_and_wrong_elements(setup, lj_model, capsys):
     ase.io.write(directory / "water.xyz", water)
     code = cli("--model", lj_model, "--structure", directory / "water.xyz", "--unix", name)
     assert code == 2
-    assert "atomic numbers [1, 8] that the model does not know" in capsys.readouterr().err
+    assert "atomic types [1, 8] are not supported by this model" in capsys.readouterr().err
 

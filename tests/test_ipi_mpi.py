@@ -1,6 +1,11 @@
 """``mpirun -np 2 mlipdrive ipi``: rank 0 talks to i-PI, every rank evaluates its
-spatial domain; the trajectory equals the serial client's, and a dying server
-ends every rank.
+spatial domain; the trajectory equals that of i-PI's own metatomic driver
+(``i-pi-py_driver -m metatomic``) for the LJ model and every shipped model family
+(within the family's tolerances), and a dying server ends every rank.
+
+``make test`` runs LJ and MACE; PET and SOAP-BPNN are marked ``matrix`` (their
+MPI path is checked by test_decomposition_mpi.py, their i-PI path by
+test_ipi_server.py).
 """
 
 import signal
@@ -8,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from ipi_families import POSITIONS_ATOL, compare_runs, family_clients, report
 
 from mlipdrive.ipi import EXIT_CONNECTION_LOST
 from mlipdrive.ipi.testing import (
@@ -24,29 +30,40 @@ from mlipdrive.testing import argon, copper_aluminium
 
 pytest.importorskip("mpi4py")
 
-# the decomposition sums energies and forces in another order than the serial run
-POSITIONS_ATOL = 1e-10  # Bohr
-
-SYSTEMS = {
-    "lj": (lambda: argon(repeat=2), Simulation(steps=10, temperature_k=80.0)),
-    "mace": (lambda: copper_aluminium(repeat=2),
-             Simulation(steps=5, temperature_k=300.0, timestep_fs=1.0)),
-}
+FAMILIES = ["mace", "pet", "soap_bpnn"]
 
 
-@pytest.mark.parametrize("name", ["lj", "mace"])
-def test_two_ranks_give_the_serial_trajectory(name, request, tmp_path):
-    model = request.getfixturevalue(f"{name}_model")
-    structure, simulation = SYSTEMS[name]
-    serial = run_simulation(tmp_path / "serial", structure(), simulation, model,
-                            ["mlipdrive"])
-    parallel = run_simulation(tmp_path / "mpi", structure(), simulation, model, ["mpi"],
+def test_two_ranks_give_the_reference_trajectory_lj(lj_model, tmp_path):
+    structure, simulation = argon(repeat=2), Simulation(steps=10, temperature_k=80.0)
+    reference = run_simulation(tmp_path / "reference", structure, simulation, lj_model,
+                               ["reference"])
+    parallel = run_simulation(tmp_path / "mpi", structure, simulation, lj_model, ["mpi"],
                               extra=["-v"])
     assert "domain decomposition over 2 MPI ranks" in parallel.client_logs[0]
-    error = np.abs(parallel.positions[0] - serial.positions[0]).max()
+    # the decomposition sums energies and forces in another order
+    error = np.abs(parallel.positions[0] - reference.positions[0]).max()
     assert error < POSITIONS_ATOL, f"positions differ by {error:.3g} Bohr"
-    np.testing.assert_allclose(parallel.properties, serial.properties, rtol=1e-9,
+    np.testing.assert_allclose(parallel.properties, reference.properties, rtol=1e-9,
                                atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "model_family",
+    [pytest.param(f, marks=() if f == "mace" else (pytest.mark.matrix,)) for f in FAMILIES],
+    indirect=True,
+)
+def test_two_ranks_give_the_reference_trajectory(model_family, tmp_path):
+    structure = copper_aluminium(repeat=2)
+    # the forces trajectory: the first step's forces are compared
+    simulation = Simulation(steps=5, temperature_k=300.0, timestep_fs=1.0, forces=True)
+    with family_clients(model_family):
+        reference = run_simulation(tmp_path / "reference", structure, simulation,
+                                   model_family.path, ["reference"])
+        parallel = run_simulation(tmp_path / "mpi", structure, simulation,
+                                  model_family.path, ["mpi"], extra=["-v"])
+    assert "domain decomposition over 2 MPI ranks" in parallel.client_logs[0]
+    found = compare_runs(parallel, reference, model_family, structure, simulation)
+    report(f"{model_family.name} mpi np=2", found)
 
 
 def test_server_killed_ends_every_rank(lj_model, tmp_path):

@@ -1,58 +1,61 @@
 """Our i-PI client against the real ``i-pi`` server, compared step for step with
 i-PI's own metatomic driver (``i-pi-py_driver -m metatomic``) on the same input
-and seed: NVE, NVT and NPT of the LJ and the shipped MACE model over UNIX and
-INET sockets, path integrals with several clients and in batched mode.
+and seed: NVE, NVT and NPT of the LJ model and of every shipped model family over
+UNIX and INET sockets, path integrals with several clients and in batched mode.
 
 Runs are short (10-20 steps of 32 atoms) to fit a 2-core CI; each reference run
-is made once per session and shared.
+is made once per session and shared. The LJ runs must agree to round-off; a
+model family's within its tolerances (tests/ipi_families.py). ``make test`` runs
+MACE over both transports and each other family once; the rest of the family
+matrix is marked ``matrix``.
 """
 
 import numpy as np
 import pytest
+from ipi_families import (
+    POSITIONS_ATOL,
+    PROPERTIES_RTOL,
+    compare_runs,
+    family_clients,
+    report,
+)
 
 from mlipdrive.ipi.testing import Simulation, read_extras, run_simulation
 from mlipdrive.testing import argon, copper_aluminium
-
-# both clients evaluate the same model in float64 with the same unit factors;
-# only the order of floating-point sums may differ (neighbour lists)
-POSITIONS_ATOL = 1e-10  # Bohr
-PROPERTIES_RTOL = 1e-9
 
 SYSTEMS = {
     # 32 atoms each
     "lj": dict(structure=lambda: argon(repeat=2),
                simulation=dict(steps=20, temperature_k=80.0, timestep_fs=2.0)),
-    "mace": dict(structure=lambda: copper_aluminium(repeat=2),
-                 simulation=dict(steps=10, temperature_k=300.0, timestep_fs=1.0)),
+    # every model family (Cu, Al); the forces trajectory for the first step's check
+    "cual": dict(structure=lambda: copper_aluminium(repeat=2),
+                 simulation=dict(steps=10, temperature_k=300.0, timestep_fs=1.0, forces=True)),
 }
+FAMILIES = ["mace", "pet", "soap_bpnn"]
 
 
 @pytest.fixture(scope="module")
-def models(request):
-    """Model paths by name; MACE only when the test asks for it."""
-
-    class Models(dict):
-        def __missing__(self, name):
-            fixture = {"lj": "lj_model", "mace": "mace_model"}[name]
-            self[name] = request.getfixturevalue(fixture)
-            return self[name]
-
-    return Models()
+def models(lj_model):
+    return {"lj": lj_model}
 
 
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory, models):
-    """i-PI with i-pi-py_driver -m metatomic, once per (model, ensemble, beads)."""
+    """i-PI with i-pi-py_driver -m metatomic, once per (model, ensemble, beads);
+    ``family``: a model family's run (the Cu/Al system) instead of LJ's."""
     cache = {}
 
-    def get(name, ensemble, nbeads=1):
-        key = (name, ensemble, nbeads)
+    def get(name, ensemble, nbeads=1, family=None):
+        system = "lj" if family is None else "cual"
+        model = models[name] if family is None else family.path
+        key = (name if family is None else family.name, ensemble, nbeads)
         if key not in cache:
-            directory = tmp_path_factory.mktemp(f"reference-{name}-{ensemble}-{nbeads}")
-            cache[key] = run_simulation(
-                directory, SYSTEMS[name]["structure"](), simulation(name, ensemble, nbeads),
-                models[name], ["reference"],
-            )
+            directory = tmp_path_factory.mktemp(f"reference-{key[0]}-{ensemble}-{nbeads}")
+            with family_clients(family):
+                cache[key] = run_simulation(
+                    directory, SYSTEMS[system]["structure"](),
+                    simulation(system, ensemble, nbeads), model, ["reference"],
+                )
         return cache[key]
 
     return get
@@ -67,7 +70,7 @@ def simulation(name, ensemble, nbeads=1, **changes):
 
 
 def assert_same_run(ours, reference):
-    """Same trajectory (every bead, every step) and the same thermodynamics."""
+    """Same trajectory (every bead, every step) and the same thermodynamics (LJ)."""
     assert len(ours.positions) == len(reference.positions)
     for bead, (mine, theirs) in enumerate(zip(ours.positions, reference.positions)):
         assert mine.shape == theirs.shape and len(mine) > 1, (bead, mine.shape, theirs.shape)
@@ -75,33 +78,56 @@ def assert_same_run(ours, reference):
         assert error < POSITIONS_ATOL, f"bead {bead}: positions differ by {error:.3g} Bohr"
     np.testing.assert_allclose(ours.cells, reference.cells, rtol=0, atol=POSITIONS_ATOL)
     np.testing.assert_allclose(ours.properties, reference.properties,
-                               rtol=PROPERTIES_RTOL, atol=1e-14)
+                               rtol=PROPERTIES_RTOL["float64"], atol=1e-14)
 
 
-# every model runs NVE and NVT, and each model and each ensemble goes over both
-# transports (a Latin square: the transport cannot change the trajectory, and
-# each run costs ~5 s of process start-up on 2 cores); over INET we use the
-# i-pi-py_driver-like entry point, over UNIX ``mlipdrive ipi``
-@pytest.mark.parametrize("name, ensemble, transport", [
-    ("lj", "nve", "unix"),
-    ("lj", "nvt", "inet"),
-    ("mace", "nve", "inet"),
-    ("mace", "nvt", "unix"),
-])
-def test_trajectory_equals_ipis_metatomic_driver(name, ensemble, transport, models,
+# the LJ model runs NVE and NVT over both transports (a Latin square: the
+# transport cannot change the trajectory, and each run costs ~5 s of process
+# start-up on 2 cores); over INET we use the i-pi-py_driver-like entry point,
+# over UNIX ``mlipdrive ipi``
+@pytest.mark.parametrize("ensemble, transport", [("nve", "unix"), ("nvt", "inet")])
+def test_trajectory_equals_ipis_metatomic_driver(ensemble, transport, models,
                                                   reference_runs, tmp_path):
     client = "mlipdrive" if transport == "unix" else "familiar"
-    extras = name == "lj" and ensemble == "nve"
+    extras = ensemble == "nve"
     ours = run_simulation(
-        tmp_path, SYSTEMS[name]["structure"](),
-        simulation(name, ensemble, extras=extras), models[name], [client],
+        tmp_path, SYSTEMS["lj"]["structure"](),
+        simulation("lj", ensemble, extras=extras), models["lj"], [client],
         transport=transport, extra=["--per-atom-energies"] if extras else [],
     )
-    assert_same_run(ours, reference_runs(name, ensemble))
+    assert_same_run(ours, reference_runs("lj", ensemble))
     # the run moved: a wrong force would not go unnoticed
     assert np.abs(ours.positions[0][-1] - ours.positions[0][0]).max() > 1e-3
     if extras:
         assert_per_atom_energies(ours)
+
+
+def family_cases():
+    """MACE: NVE over INET and NVT over UNIX; each other family one of the two
+    by default (PET: ``mlipdrive ipi``, SOAP-BPNN: ``-o ...,extensions=DIR``)."""
+    default = {("mace", "nve"), ("mace", "nvt"), ("pet", "nvt"), ("soap_bpnn", "nve")}
+    for family in FAMILIES:
+        for ensemble, transport in (("nve", "inet"), ("nvt", "unix")):
+            marks = () if (family, ensemble) in default else (pytest.mark.matrix,)
+            yield pytest.param(family, ensemble, transport, marks=marks,
+                               id=f"{family}-{ensemble}-{transport}")
+
+
+@pytest.mark.parametrize("model_family, ensemble, transport", list(family_cases()),
+                         indirect=["model_family"])
+def test_family_trajectory_equals_ipis_metatomic_driver(model_family, ensemble, transport,
+                                                         reference_runs, tmp_path):
+    client = "mlipdrive" if transport == "unix" else "familiar"
+    structure = SYSTEMS["cual"]["structure"]()
+    run = simulation("cual", ensemble)
+    with family_clients(model_family):
+        ours = run_simulation(tmp_path, structure, run, model_family.path, [client],
+                              transport=transport)
+    reference = reference_runs(model_family.name, ensemble, family=model_family)
+    found = compare_runs(ours, reference, model_family, structure, run)
+    report(f"{model_family.name} {ensemble} {client}", found)
+    # the run moved: a wrong force would not go unnoticed
+    assert np.abs(ours.positions[0][-1] - ours.positions[0][0]).max() > 1e-3
 
 
 def assert_per_atom_energies(run):

@@ -316,7 +316,7 @@ WORKFLOWS = {
     "set_type": (lambda family: set_type(), "ppp", "orthogonal", "metal", False, False),
     "run0_repeated": (lambda family: run0_repeated(), "ppp", "orthogonal", "metal", False, False),
     "pair_style_before_box": (lambda family: md(10) + "\n" + checkpoint("after_md"), "ppp", "orthogonal", "metal",
-                              True),
+                              True, False),
     "restart": (lambda family: restart() + "\n" + restart_respecified(family), "ppp", "orthogonal", "metal", False, False),
     "deposit": (lambda family: deposit(), "ppf", "orthogonal", "metal", False, False),
     "gcmc": (lambda family: gcmc(), "ppp", "orthogonal", "metal", False, False),

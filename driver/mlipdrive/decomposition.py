@@ -48,8 +48,6 @@ which would take a core from i-PI or from rank 0 while rank 0 waits on its socke
 
 import atexit
 import collections
-import contextlib
-import os
 import time
 import traceback
 from typing import Dict, Optional
@@ -57,7 +55,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from .halo import DomainList
-from .potential import InvalidInput, Potential, Results
+from .potential import InvalidInput, Potential, Results, check_types, timed
+from .settings import torch_threads
 
 _STOP, _COMPUTE = 0, 1
 # header: command, n_atoms, forces, stress, per_atom, types follow, pbc (3)
@@ -89,10 +88,13 @@ class DistributedPotential:
     """A :class:`Potential` evaluated by all ranks of ``comm``, one spatial domain
     each.
 
-    Make one per communicator, on every rank (the constructor sends nothing);
-    rank 0's :meth:`compute` calls and :meth:`close` pair with the workers'
-    :meth:`serve`. A second one made on rank 0 alone after the workers left
-    :meth:`serve` would wait for them for ever (its close() included).
+    Make one per communicator, on every rank: with the ``threads 0`` setting on
+    more than one rank the constructor is a collective operation (it counts the
+    ranks on each node to share its cores; see
+    :func:`mlipdrive.settings.torch_threads`); rank 0's :meth:`compute` calls and
+    :meth:`close` pair with the workers' :meth:`serve`. A second one made on rank
+    0 alone after the workers left :meth:`serve` would wait for them for ever (its
+    close() included).
 
     :param potential: the loaded model, on every rank
     :param comm: an mpi4py communicator; default ``MPI.COMM_WORLD``
@@ -134,7 +136,7 @@ class DistributedPotential:
                 "split into spatial domains; run it on a single MPI rank"
             )
         if self.size > 1 and potential.settings.threads == 0:
-            _share_cores(self.size)
+            _share_cores(self.comm, MPI)
         #: Verlet skin of the domains (engine length unit): halos and pair lists
         #: are reused while no atom moved more than half of it
         self.skin = potential.verlet.skin if skin is None else float(skin)
@@ -208,7 +210,7 @@ class DistributedPotential:
             dtype=np.int64,
         )
         self._in_step = True
-        with self._timer("broadcast"):
+        with timed(self._timings, "broadcast"):
             self.comm.Ibcast(header, root=0).Wait()
             data = np.concatenate([cell.reshape(-1), positions.reshape(-1)])
             self.comm.Bcast(data, root=0)
@@ -253,7 +255,7 @@ class DistributedPotential:
             raise RuntimeError("serve() runs on ranks > 0; rank 0 calls compute()")
         header = np.zeros(_HEADER_SIZE, dtype=np.int64)
         while True:
-            with self._timer("broadcast"):
+            with timed(self._timings, "broadcast"):
                 _wait(self.comm.Ibcast(header, root=0))
                 if header[0] == _STOP:
                     return
@@ -303,37 +305,8 @@ class DistributedPotential:
         n_atoms = int(header[1])
         forces, stress, per_atom = bool(header[2]), bool(header[3]), bool(header[4])
         pbc = header[6:9].astype(bool)
-        size = _OFFSET + (3 * n_atoms if forces else 0) + (n_atoms if per_atom else 0)
-        buffer = np.zeros(size)
-        error = None
-        try:
-            domain, pairs = self._domains.update(positions, cell, pbc)
-            self.last_domain = domain
-            with self._timer("model"):
-                share = self._domains.evaluator.evaluate(
-                    domain,
-                    self._types,
-                    forces=forces,
-                    stress=stress,
-                    per_atom=per_atom,
-                    pairs=pairs,
-                )
-            buffer[_LOCAL] = domain.n_local
-            buffer[_ENERGY] = share.energy
-            if stress:
-                buffer[_VIRIAL] = share.virial.reshape(-1)
-            end = _OFFSET
-            if forces:
-                buffer[end : end + 3 * n_atoms] = share.forces.reshape(-1)
-                end += 3 * n_atoms
-            if per_atom:
-                buffer[end : end + n_atoms] = share.energies
-        except Exception as exc:  # noqa: BLE001 -- reported to rank 0, raised there
-            error = (self.rank, type(exc).__name__, str(exc), traceback.format_exc())
-            buffer[:] = 0.0
-            buffer[_FAILED] = 1.0
-
-        with self._timer("reduce"):
+        buffer, error = self._share(header, positions, cell, pbc)
+        with timed(self._timings, "reduce"):
             if collective:
                 self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
                 if buffer[_FAILED] > 0:
@@ -383,43 +356,61 @@ class DistributedPotential:
             results.energies = buffer[end : end + n_atoms]
         return results
 
+    def _share(self, header, positions, cell, pbc):
+        """(this rank's share of the reduction buffer, None) or, if its domain
+        failed, (a buffer that only counts the failure, the error to report)."""
+        n_atoms = int(header[1])
+        forces, stress, per_atom = bool(header[2]), bool(header[3]), bool(header[4])
+        size = _OFFSET + (3 * n_atoms if forces else 0) + (n_atoms if per_atom else 0)
+        buffer = np.zeros(size)
+        error = None
+        try:
+            domain, pairs = self._domains.update(positions, cell, pbc)
+            self.last_domain = domain
+            with timed(self._timings, "model"):
+                share = self._domains.evaluator.evaluate(
+                    domain,
+                    self._types,
+                    forces=forces,
+                    stress=stress,
+                    per_atom=per_atom,
+                    pairs=pairs,
+                )
+            buffer[_LOCAL] = domain.n_local
+            buffer[_ENERGY] = share.energy
+            if stress:
+                buffer[_VIRIAL] = share.virial.reshape(-1)
+            end = _OFFSET
+            if forces:
+                buffer[end : end + 3 * n_atoms] = share.forces.reshape(-1)
+                end += 3 * n_atoms
+            if per_atom:
+                buffer[end : end + n_atoms] = share.energies
+        except Exception as exc:  # noqa: BLE001 -- reported to rank 0, raised there
+            error = (self.rank, type(exc).__name__, str(exc), traceback.format_exc())
+            buffer[:] = 0.0
+            buffer[_FAILED] = 1.0
+        return buffer, error
+
     # ------------------------------------------------------------------ helpers
 
     def _check_types(self, types: np.ndarray):
-        unsupported = ~np.isin(types, self.potential.atomic_types)
-        if unsupported.any():
-            bad = sorted(set(types[unsupported].tolist()))
-            raise InvalidInput(
-                f"atomic types {bad} are not supported by this model, which knows "
-                f"{self.potential.atomic_types}; use a model trained for these elements"
-            )
-
-    @contextlib.contextmanager
-    def _timer(self, phase: str):
-        start = time.perf_counter()
-        yield
-        self._timings[phase] += time.perf_counter() - start
+        check_types(types, self.potential.atomic_types)
 
 
-def _share_cores(size: int):
-    """Torch threads = this process's cores / ranks on this node, at least 1.
-
-    Only when the settings leave threads to torch (0): torch's default is every
+def _share_cores(comm, MPI):
+    """Torch threads for ``threads 0`` with the ranks of ``comm`` that share this
+    node (:func:`mlipdrive.settings.torch_threads`): torch's default is every
     core of the node in every rank, and N ranks × N threads on N cores ran many
-    times slower than one thread each. The ranks per node come from the
-    launcher's environment (MPICH's hydra, Open MPI), else all ``size`` ranks are
-    taken to share the node. No MPI call here: the constructor must not be a
-    collective operation (a rank constructing alone would hang).
-    """
+    times slower than one thread each. A collective operation on ``comm``."""
     import torch
 
-    ranks_here = size
-    for variable in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
-        if os.environ.get(variable, "").isdigit():
-            ranks_here = max(1, int(os.environ[variable]))
-            break
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, (cores or 1) // ranks_here))
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        ranks_on_node = node.Get_size()
+    finally:
+        node.Free()
+    torch.set_num_threads(torch_threads(0, ranks_on_node))
 
 
 def _wait(request):

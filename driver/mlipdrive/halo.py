@@ -38,7 +38,6 @@ messages to a local atom is within that range of it).
 
 import dataclasses
 import itertools
-import time
 from typing import Optional, Tuple
 
 import numpy as np
@@ -46,7 +45,7 @@ import vesin
 from scipy.spatial import cKDTree
 
 from .neighbors import needs_rebuild
-from .potential import Results
+from .potential import Results, timed
 
 # extra width of the halo, in fractional coordinates: an atom on a domain face may
 # be counted on either side after round-off, and an extra ghost is harmless
@@ -447,8 +446,11 @@ class DomainList:
 
     def update(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
         """(domain, pairs) for these positions; pairs is None for an empty domain."""
-        if self._needs_rebuild(positions, cell, pbc):
-            start = time.perf_counter()
+        if not self._needs_rebuild(positions, cell, pbc):
+            with timed(self.timings, "domain"):
+                self.domain.move(positions, cell)
+            return self.domain, self.pairs
+        with timed(self.timings, "domain"):
             decomposition = Decomposition(
                 positions,
                 cell,
@@ -459,16 +461,10 @@ class DomainList:
             )
             self.domain = decomposition.domain(self.rank)
             self.grid_used = decomposition.grid
-            middle = time.perf_counter()
+        with timed(self.timings, "pairs"):
             self.pairs = self.evaluator.pairs(self.domain) if self.domain.n_local else None
-            self.timings["pairs"] += time.perf_counter() - middle
-            self._reference = (positions.copy(), cell.copy(), np.array(pbc, dtype=bool))
-            self.rebuilds += 1
-            self.timings["domain"] += middle - start
-        else:
-            start = time.perf_counter()
-            self.domain.move(positions, cell)
-            self.timings["domain"] += time.perf_counter() - start
+        self._reference = (positions.copy(), cell.copy(), np.array(pbc, dtype=bool))
+        self.rebuilds += 1
         return self.domain, self.pairs
 
     def _needs_rebuild(self, positions, cell, pbc) -> bool:

@@ -12,6 +12,8 @@ def add_parser(subparsers):
 
 def describe(potential) -> str:
     """A human-readable summary of a loaded potential."""
+    import torch
+
     caps = potential.capabilities
     outputs = ", ".join(
         f"{name} [{output.unit or '-'}]" for name, output in caps.outputs.items()
@@ -24,7 +26,9 @@ def describe(potential) -> str:
         f"dtype             {potential.exported_dtype} "
         f"(evaluated in {caps.dtype})",
         f"devices           {list(caps.supported_devices)} (running on {potential.device})",
+        f"torch threads     {torch.get_num_threads()}",
     ]
+    lines += [f"note              {note}" for note in potential.notes]
     for options, cutoff in zip(potential.requested_neighbor_lists, potential.cutoffs):
         kind = "full" if options.full_list else "half"
         lines.append(

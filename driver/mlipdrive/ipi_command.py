@@ -179,7 +179,7 @@ def familiar_main(argv=None) -> int:
 
 def _familiar_run(args, setting_names) -> int:
     from mlipdrive.ipi import run as run_client
-    from mlipdrive.settings import InferenceSettings
+    from mlipdrive.settings import InferenceSettings, parse_on_off
 
     if args.mode not in ("metatomic", "mlipdrive"):
         raise ValueError(
@@ -205,12 +205,11 @@ def _familiar_run(args, setting_names) -> int:
     preset = params.pop("settings", "default")
     given = {key: params.pop(key) for key in list(params) if key in setting_names}
     settings = InferenceSettings.from_strings(preset, **given)
-    truthy = ("1", "true", "yes", "on")
     # -o pbc=..., per_atom_energies=..., verbose=... as i-pi-py_driver takes them
     args.pbc = params.get("pbc", args.pbc)
-    args.per_atom_energies = (args.per_atom_energies
-                              or params.get("per_atom_energies", "").lower() in truthy)
-    args.verbose = args.verbose or params.get("verbose", "").lower() in truthy
+    for flag in ("per_atom_energies", "verbose"):
+        if flag in params and parse_on_off(params[flag], f"-o {flag}"):
+            setattr(args, flag, True)
     return run_client(
         params["model"],
         params["template"],

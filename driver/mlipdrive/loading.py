@@ -1,6 +1,6 @@
 """``mlipdrive.load``: from a model file to a ready :class:`Potential`."""
 
-from .model_loading import apply_settings, choose_device, load_model
+from .model_loading import apply_settings, choose_device, load_model, setting_notes
 from .potential import Potential
 from .settings import SettingsLike, resolve
 from .units import unit_system
@@ -31,4 +31,5 @@ def load(
     model = apply_settings(model, settings, torch_device)
     potential = Potential(model, torch_device, settings, units_)
     potential.exported_dtype = exported_dtype
+    potential.notes = setting_notes(settings, torch_device)
     return potential

@@ -2,7 +2,7 @@
 
 import os
 import pathlib
-import warnings
+from typing import List
 
 import torch
 from metatomic.torch import AtomisticModel, ModelCapabilities, load_atomistic_model
@@ -10,9 +10,8 @@ from metatomic.torch import pick_device
 
 from .extensions import import_extension_packages
 from .messages import loading_message
-from .settings import InferenceSettings, parse_fusion_strategy
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+from .potential import TORCH_DTYPES
+from .settings import InferenceSettings, parse_fusion_strategy, torch_threads
 
 
 class ModelLoadError(RuntimeError):
@@ -60,10 +59,11 @@ def apply_settings(
     """Return the model ready to run with ``settings`` on ``device``.
 
     Global torch switches (threads, graph executor, fusion, TF32) are process-wide:
-    the last loaded model wins.
+    the last loaded model wins. Threads follow :func:`torch_threads` for one rank;
+    :class:`~mlipdrive.decomposition.DistributedPotential` shares the cores of a
+    node between its ranks.
     """
-    if settings.threads > 0:
-        torch.set_num_threads(settings.threads)
+    torch.set_num_threads(torch_threads(settings.threads))
     torch._C._set_graph_executor_optimize(settings.graph_optimize)
     strategy = parse_fusion_strategy(settings.fusion_strategy)
     if strategy is not None:
@@ -73,10 +73,16 @@ def apply_settings(
         torch.backends.cudnn.allow_tf32 = settings.tf32
 
     model = with_dtype(model, settings.dtype)
-    model = model.to(device)
-    if settings.freeze:
-        model = frozen_or_unchanged(model)
-    return model
+    return model.to(device)
+
+
+def setting_notes(settings: InferenceSettings, device: torch.device) -> List[str]:
+    """What the settings ask for but cannot do on ``device`` (shown by ``mlipdrive
+    info``; the LAMMPS plugin prints the same notes)."""
+    notes = []
+    if settings.tf32 and device.type != "cuda":
+        notes.append("tf32: no effect on CPU")
+    return notes
 
 
 def with_dtype(model: AtomisticModel, dtype: str) -> AtomisticModel:
@@ -89,7 +95,7 @@ def with_dtype(model: AtomisticModel, dtype: str) -> AtomisticModel:
     if dtype == "model" or dtype == capabilities.dtype:
         return model
     converted = AtomisticModel(
-        model.to(_DTYPES[dtype]), model.metadata(), _replace_dtype(capabilities, dtype)
+        model.to(TORCH_DTYPES[dtype]), model.metadata(), _replace_dtype(capabilities, dtype)
     )
     return converted.eval()
 
@@ -103,16 +109,3 @@ def _replace_dtype(capabilities: ModelCapabilities, dtype: str) -> ModelCapabili
         supported_devices=capabilities.supported_devices,
         dtype=dtype,
     )
-
-
-def frozen_or_unchanged(model: AtomisticModel) -> AtomisticModel:
-    """``torch.jit.freeze`` the inner module where TorchScript can; else the model."""
-    try:
-        frozen = torch.jit.freeze(model.module.eval())
-    except Exception:  # noqa: BLE001 -- many real models cannot be frozen (Capsule)
-        return model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wrapped = AtomisticModel(model, model.metadata(), model.capabilities())
-    wrapped.module = frozen
-    return wrapped.eval()

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import time
 from collections import defaultdict
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from .settings import InferenceSettings
 from .extensions import no_missing_autograd
 from .units import UnitSystem
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: metatomic's dtype names (ModelCapabilities.dtype) -> torch dtypes
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 #: relative size below which a periodic cell is degenerate (see Potential.check_cell)
 DEGENERATE_CELL = 1e-6
@@ -70,7 +71,7 @@ class Potential:
         self.settings = settings
         self.units = units
         self.capabilities = model.capabilities()
-        self.dtype = _DTYPES[self.capabilities.dtype]
+        self.dtype = TORCH_DTYPES[self.capabilities.dtype]
         # the dtype the model was exported with (load() records it before conversion)
         self.exported_dtype = self.capabilities.dtype
         self.atomic_types = list(self.capabilities.atomic_types)
@@ -82,6 +83,9 @@ class Potential:
         skin = settings.skin * unit_conversion_factor("angstrom", units.length)
         self.verlet = VerletPairs(max(self.cutoffs, default=0.0), skin)
         self.timings: Dict[str, float] = defaultdict(float)
+        #: what the settings asked for but could not do here ("tf32: no effect on
+        #: CPU"); filled by :func:`mlipdrive.load`
+        self.notes: List[str] = []
         self._energy_key = "energy"
         if self._energy_key not in self.capabilities.outputs:
             raise InvalidInput(
@@ -94,7 +98,6 @@ class Potential:
         self.sum_atom_energies = settings.atom_energy_sum and (
             self.capabilities.outputs[self._energy_key].sample_kind == "atom"
         )
-        self._supported_types = torch.tensor(self.atomic_types, dtype=torch.int32)
         self._fixed_types: Optional[np.ndarray] = None
         self._types_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None
         self._candidates_cache: Dict[bool, Tuple[int, torch.Tensor, torch.Tensor]] = {}
@@ -169,7 +172,7 @@ class Potential:
             # the virial is -dE/d(strain) at strain = identity
             strain = torch.eye(3, dtype=self.dtype, device=self.device, requires_grad=True)
             positions_used, cell_used = positions_t @ strain, cell_t @ strain
-        with self._timer("neighbors"):
+        with timed(self.timings, "neighbors"):
             system = System(
                 types_t, positions_used, cell_used, torch.from_numpy(pbc_np).to(self.device)
             )
@@ -184,7 +187,7 @@ class Potential:
             outputs={self._energy_key: self.energy_output(per_atom)},
             selected_atoms=selection,
         )
-        with self._timer("forward"):
+        with timed(self.timings, "forward"):
             outputs = self.model([system], options, self.settings.check_consistency)
             values = outputs[self._energy_key].block().values
             energy = values.sum()
@@ -204,7 +207,7 @@ class Potential:
         inputs = [leaf for leaf in (positions_t, strain) if leaf is not None]
         if not inputs:
             return
-        with self._timer("backward"), no_missing_autograd():
+        with timed(self.timings, "backward"), no_missing_autograd():
             gradients = torch.autograd.grad(energy, inputs)
         if positions_t is not None:
             results.forces = -_to_numpy(gradients[0])
@@ -311,15 +314,8 @@ class Potential:
         return types_t
 
     def _checked_types(self, types: np.ndarray) -> torch.Tensor:
-        types_t = torch.from_numpy(types)
-        unsupported = ~torch.isin(types_t, self._supported_types)
-        if unsupported.any():
-            bad = sorted(set(types_t[unsupported].tolist()))
-            raise InvalidInput(
-                f"atomic types {bad} are not supported by this model, which knows "
-                f"{self.atomic_types}; use a model trained for these elements"
-            )
-        return types_t.to(self.device)
+        check_types(types, self.atomic_types)
+        return torch.from_numpy(types).to(self.device)
 
     def _add_neighbor_lists(self, system, positions_np, cell_np, pbc_np, pairs):
         if pairs is None:
@@ -361,11 +357,27 @@ class Potential:
         values = torch.stack([torch.zeros_like(atoms), atoms], dim=1)
         return Labels(["system", "atom"], values.to(self.device))
 
-    @contextlib.contextmanager
-    def _timer(self, phase: str):
-        start = time.perf_counter()
+
+@contextlib.contextmanager
+def timed(timings: Dict[str, float], phase: str):
+    """Add the seconds spent in the ``with`` block to ``timings[phase]``."""
+    start = time.perf_counter()
+    try:
         yield
-        self.timings[phase] += time.perf_counter() - start
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
+
+
+def check_types(types: np.ndarray, known: Sequence[int]):
+    """:class:`InvalidInput` if ``types`` holds atomic types outside ``known`` (the
+    model's), naming them and the known ones."""
+    unsupported = ~np.isin(types, known)
+    if unsupported.any():
+        bad = sorted(set(types[unsupported].tolist()))
+        raise InvalidInput(
+            f"atomic types {bad} are not supported by this model, which knows "
+            f"{list(known)}; use a model trained for these elements"
+        )
 
 
 def _empty_results(pbc, forces: bool, stress: bool, per_atom: bool) -> Results:

@@ -16,7 +16,8 @@ Presets:
 import argparse
 import dataclasses
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Setting:
     unit: str
     doc: str
     choices: Tuple[Any, ...] = ()
+    #: smallest allowed value of a number (which must also be finite)
+    minimum: Optional[float] = None
 
 
 SETTINGS = (
@@ -39,7 +42,10 @@ SETTINGS = (
     ),
     Setting(
         "threads", int, {"default": 0, "turbo": 0}, "",
-        "torch intra-op threads; 0 leaves torch's own choice",
+        "torch intra-op threads: N > 0 gives N; 0 gives OMP_NUM_THREADS if it is a "
+        "positive integer, else max(1, usable cores // MPI ranks on this node), usable "
+        "cores being the CPU affinity mask (sched_getaffinity)",
+        minimum=0,
     ),
     Setting(
         "graph_optimize", bool, {"default": True, "turbo": False}, "",
@@ -50,12 +56,9 @@ SETTINGS = (
         "TorchScript fusion strategy, e.g. 'STATIC:2,DYNAMIC:10'; '' keeps torch's",
     ),
     Setting(
-        "freeze", bool, {"default": False, "turbo": True}, "",
-        "torch.jit.freeze the model (silently skipped where the model cannot be frozen)",
-    ),
-    Setting(
         "skin", float, {"default": 1.0, "turbo": 1.0}, "angstrom",
         "Verlet skin of the driver's neighbour list (LAMMPS uses its own 'neighbor')",
+        minimum=0.0,
     ),
     Setting(
         "check_consistency", bool, {"default": False, "turbo": False}, "",
@@ -98,12 +101,10 @@ class _SettingsMethods:
                     f"setting '{setting.name}' must be one of {list(setting.choices)}, "
                     f"got {value!r}"
                 )
-        if self.threads < 0:
-            raise ValueError(f"setting 'threads' must be >= 0, got {self.threads}")
-        if not (math.isfinite(self.skin) and self.skin >= 0):
-            raise ValueError(
-                f"setting 'skin' must be a finite number >= 0 angstrom, got {self.skin}"
-            )
+            if setting.minimum is not None and not (
+                math.isfinite(value) and value >= setting.minimum
+            ):
+                raise ValueError(minimum_message(setting, value))
         parse_fusion_strategy(self.fusion_strategy)
 
     @classmethod
@@ -166,18 +167,64 @@ def parse_value(name: str, text: Any) -> Any:
     if not isinstance(text, str):
         return text
     if kind is bool:
-        lowered = text.lower()
-        if lowered in ("on", "yes", "true", "1"):
-            return True
-        if lowered in ("off", "no", "false", "0"):
-            return False
-        raise ValueError(f"expected on/off for setting '{name}', got '{text}'")
+        return parse_on_off(text, f"setting '{name}'")
     try:
         return kind(text)
     except ValueError:
         raise ValueError(
             f"expected a {kind.__name__} for setting '{name}', got '{text}'"
         ) from None
+
+
+#: the words for a yes/no value, in any case, for settings and command-line options
+ON_OFF_WORDS = {
+    "on": True, "yes": True, "true": True, "1": True,
+    "off": False, "no": False, "false": False, "0": False,
+}
+
+
+def parse_on_off(text: str, what: str) -> bool:
+    """``text`` as a yes/no value (:data:`ON_OFF_WORDS`), or ValueError naming ``what``."""
+    value = ON_OFF_WORDS.get(text.lower())
+    if value is None:
+        raise ValueError(f"expected on/off for {what}, got '{text}'")
+    return value
+
+
+def torch_threads(
+    requested: int,
+    ranks_on_node: int = 1,
+    environ: Mapping[str, str] = os.environ,
+    cores: Optional[Sequence[int]] = None,
+) -> int:
+    """The torch intra-op threads for the ``threads`` setting (see its row's doc).
+
+    :param requested: the setting; N > 0 gives N
+    :param ranks_on_node: MPI ranks sharing this node (1 without MPI)
+    :param environ: where to read ``OMP_NUM_THREADS``
+    :param cores: the usable cores; default this process's affinity mask
+    """
+    if requested > 0:
+        return requested
+    omp = environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    if cores is None:
+        # macOS has no affinity masks: every core is usable there
+        affinity = getattr(os, "sched_getaffinity", None)
+        cores = affinity(0) if affinity else range(os.cpu_count() or 1)
+    return max(1, len(cores) // max(1, ranks_on_node))
+
+
+def minimum_message(setting: Setting, value) -> str:
+    """The error for a value of ``setting`` below its minimum (or not finite)."""
+    unit = f" {setting.unit}" if setting.unit else ""
+    return f"setting '{setting.name}' must be a finite number >= {setting.minimum:g}{unit}, got {value}"
+
+
+#: the kinds of a TorchScript fusion strategy, and the error for a malformed one
+FUSION_KINDS = ("STATIC", "DYNAMIC")
+FUSION_STRATEGY_ERROR = "fusion_strategy must look like 'STATIC:2,DYNAMIC:10', got '{text}'"
 
 
 def parse_fusion_strategy(text: str):
@@ -187,10 +234,8 @@ def parse_fusion_strategy(text: str):
     strategy = []
     for item in text.split(","):
         kind, _, depth = item.partition(":")
-        if kind not in ("STATIC", "DYNAMIC") or not depth.isdigit():
-            raise ValueError(
-                f"fusion_strategy must look like 'STATIC:2,DYNAMIC:10', got '{text}'"
-            )
+        if kind not in FUSION_KINDS or not depth.isdigit():
+            raise ValueError(FUSION_STRATEGY_ERROR.format(text=text))
         strategy.append((kind, int(depth)))
     return strategy
 
@@ -210,6 +255,7 @@ def cpp_header() -> str:
         "// Generated from driver/mlipdrive/settings.py; do not edit.",
         "#pragma once",
         "#include <string>",
+        "#include <utility>",
         "",
         "namespace mlipdrive {",
         "",
@@ -231,11 +277,30 @@ def cpp_header() -> str:
             lines.append(f"        s.{setting.name} = {literal(setting.presets[preset])};")
         lines.append("        return true;")
         lines.append("    }")
-    lines += ["    return false;", "}", "", "/// Names of all settings, in table order."]
-    lines.append("inline const char* const SETTING_NAMES[] = {")
-    lines += [f'    "{setting.name}",' for setting in SETTINGS]
-    lines += ["};", "", "}  // namespace mlipdrive", ""]
+    lines += ["    return false;", "}", ""]
+    lines += _cpp_parsing_rules()
+    lines += ["}  // namespace mlipdrive", ""]
     return "\n".join(lines)
+
+
+def _cpp_parsing_rules() -> list:
+    """ON_OFF_WORDS, FUSION_KINDS and the fusion-strategy error, as C++."""
+    words = ", ".join(f'{{"{word}", {"true" if value else "false"}}}' for word, value in ON_OFF_WORDS.items())
+    kinds = ", ".join(f'"{kind}"' for kind in FUSION_KINDS)
+    before, after = FUSION_STRATEGY_ERROR.split("{text}")
+    return [
+        "/// The words of a yes/no value (any case), as mlipdrive.settings.ON_OFF_WORDS.",
+        f"inline const std::pair<const char*, bool> ON_OFF_WORDS[] = {{{words}}};",
+        "",
+        "/// The kinds of a fusion strategy, as mlipdrive.settings.FUSION_KINDS.",
+        f"inline const char* const FUSION_KINDS[] = {{{kinds}}};",
+        "",
+        "/// mlipdrive.settings.FUSION_STRATEGY_ERROR",
+        "inline std::string fusion_strategy_error(const std::string& text) {",
+        f'    return "{before}" + text + "{after}";',
+        "}",
+        "",
+    ]
 
 
 def main(argv: Optional[list] = None):
