@@ -300,6 +300,33 @@ def lj_lattice_lines(structure: str, repeat: int = 3) -> str:
     )
 
 
+def shifted_energy(results: Dict[str, TensorMap], shift: torch.Tensor) -> Dict[str, TensorMap]:
+    """The model's energy map with ``shift`` added to every value (TorchScript)."""
+    block = results["energy"].block()
+    block = TensorBlock(block.values + shift, block.samples, block.components, block.properties)
+    return {"energy": TensorMap(results["energy"].keys, [block])}
+
+
+class WrappedArgon(torch.nn.Module):
+    """The unshifted LJ argon model inside a wrapper that the variants below change."""
+
+    def __init__(self):
+        super().__init__()
+        from lj_model import LennardJones
+
+        self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
+
+
+def save_argon_variant(module, path, name, description, collect_extensions=None):
+    """Save ``module`` as a metatomic model with :func:`argon_capabilities`."""
+    from metatomic.torch import AtomisticModel, ModelMetadata
+
+    metadata = ModelMetadata(name=name, description=description)
+    model = AtomisticModel(module.eval(), metadata, argon_capabilities())
+    model.save(str(path), collect_extensions=collect_extensions)
+    return path
+
+
 def export_lj_through_op(path, op: str, collect_extensions=None):
     """The LJ model plus ``0 * OP(positions).sum()``: the energy is LJ's, and the
     backward pass goes through an operator without an autograd kernel.
@@ -308,8 +335,7 @@ def export_lj_through_op(path, op: str, collect_extensions=None):
     kernel only, for this process) or "sphericart" (sphericart-torch's
     ``spherical_harmonics_with_gradients``, whose autograd lives in Python).
     """
-    from lj_model import LennardJones
-    from metatomic.torch import AtomisticModel, ModelMetadata, ModelOutput
+    from metatomic.torch import ModelOutput
 
     if op == "python" and not hasattr(torch.ops.mlipdrive_test, "no_autograd"):
         library = torch.library.Library("mlipdrive_test", "DEF")
@@ -317,11 +343,7 @@ def export_lj_through_op(path, op: str, collect_extensions=None):
         library.impl("no_autograd", lambda x: x.clone(), "CPU")
         export_lj_through_op.library = library  # keep the definition alive
 
-    class ThroughOp(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
-
+    class ThroughOp(WrappedArgon):
         def extra(self, positions: torch.Tensor) -> torch.Tensor:
             return torch.ops.mlipdrive_test.no_autograd(positions)
 
@@ -332,36 +354,25 @@ def export_lj_through_op(path, op: str, collect_extensions=None):
             selected_atoms: Optional[Labels] = None,
         ) -> Dict[str, TensorMap]:
             results = self.lj(systems, outputs, selected_atoms)
-            block = results["energy"].block()
-            values = block.values + 0.0 * self.extra(systems[0].positions).sum() / block.values.shape[0]
-            block = TensorBlock(values, block.samples, block.components, block.properties)
-            return {"energy": TensorMap(results["energy"].keys, [block])}
+            n_values = results["energy"].block().values.shape[0]
+            return shifted_energy(results, 0.0 * self.extra(systems[0].positions).sum() / n_values)
 
     class ThroughSphericart(ThroughOp):
         def extra(self, positions: torch.Tensor) -> torch.Tensor:
             return torch.ops.sphericart_torch.spherical_harmonics_with_gradients(positions, 1)[0]
 
-    metadata = ModelMetadata(name="lj-through-op", description="LJ + an operator without autograd")
     module = (ThroughSphericart if op == "sphericart" else ThroughOp)()
-    AtomisticModel(module.eval(), metadata, argon_capabilities()).save(str(path), collect_extensions=collect_extensions)
-    return path
+    description = "LJ + an operator without autograd"
+    return save_argon_variant(module, path, "lj-through-op", description, collect_extensions)
 
 
 def export_lj_reduction_marked(path):
     """The LJ model whose *total* energy (sample_kind "system") is 1 eV above the
     sum of its per-atom energies: an engine that sums the per-atom energies itself
     (``atom_energy_sum on``) gets LJ, one that asks for the total gets LJ + 1 eV."""
-    from lj_model import LennardJones
-    from metatomic.torch import AtomisticModel, ModelMetadata, ModelOutput
+    from metatomic.torch import ModelOutput
 
-    class ReductionMarked(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
-
-        def requested_neighbor_lists(self):
-            return self.lj.requested_neighbor_lists()
-
+    class ReductionMarked(WrappedArgon):
         def forward(
             self,
             systems: List[System],
@@ -371,10 +382,7 @@ def export_lj_reduction_marked(path):
             results = self.lj(systems, outputs, selected_atoms)
             if outputs["energy"].sample_kind == "atom":
                 return results
-            block = results["energy"].block()
-            block = TensorBlock(block.values + 1.0, block.samples, block.components, block.properties)
-            return {"energy": TensorMap(results["energy"].keys, [block])}
+            return shifted_energy(results, torch.ones(1, dtype=torch.float64))
 
-    metadata = ModelMetadata(name="lj-reduction-marked", description="LJ; total = sum of atoms + 1 eV")
-    AtomisticModel(ReductionMarked().eval(), metadata, argon_capabilities()).save(str(path))
-    return path
+    description = "LJ; total = sum of atoms + 1 eV"
+    return save_argon_variant(ReductionMarked(), path, "lj-reduction-marked", description)

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 from export_lj import export_lj
-from lj_model import LennardJones
+from lammps_testing import WrappedArgon, save_argon_variant
 from metatensor.torch import Labels, TensorMap
-from metatomic.torch import (
-    AtomisticModel,
-    ModelCapabilities,
-    ModelMetadata,
-    ModelOutput,
-    System,
-)
+from metatomic.torch import ModelOutput, System
 
 import mlipdrive
 from mlipdrive.decomposition import _share_cores
@@ -279,13 +273,9 @@ def test_skin_zero_rebuilds_every_call(lj_model):
 # ---------------------------------------------------------------------- check_consistency
 
 
-class PerAtomEnergyAlways(torch.nn.Module):
+class PerAtomEnergyAlways(WrappedArgon):
     """LJ that answers with per-atom energies whatever it is asked for: a wrong
     output that metatomic's consistency checks catch (and that sums right)."""
-
-    def __init__(self):
-        super().__init__()
-        self.lj = LennardJones(3.405, 0.0104, 8.5, True, False)
 
     def forward(
         self,
@@ -299,18 +289,8 @@ class PerAtomEnergyAlways(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def per_atom_always_model(tmp_path_factory):
-    capabilities = ModelCapabilities(
-        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
-        atomic_types=[18],
-        interaction_range=8.5,
-        length_unit="angstrom",
-        supported_devices=["cpu"],
-        dtype="float64",
-    )
     path = tmp_path_factory.mktemp("models") / "lj-per-atom-always.pt"
-    model = AtomisticModel(PerAtomEnergyAlways().eval(), ModelMetadata(name="bad"), capabilities)
-    model.save(str(path))
-    return path
+    return save_argon_variant(PerAtomEnergyAlways(), path, "bad", "LJ, always per-atom energies")
 
 
 def test_check_consistency_runs_metatomic_checks(per_atom_always_model):
