@@ -81,7 +81,9 @@ def test_killed_client_is_replaced_and_ipi_continues(setup, lj_model, tmp_path_f
     on SIGTERM the client closes its side first and drains the socket.)
     """
     directory, name = setup
-    steps = 60
+    # long enough that the client is still busy when it is killed (a step of this
+    # LJ run costs ~13 ms: 60 steps were over before the kill once the model got faster)
+    steps = 300
     write_input(directory, Simulation(steps=steps), unix=name)
     with Processes(directory) as processes:
         server = processes.start(ipi_command(), "ipi")
@@ -90,8 +92,9 @@ def test_killed_client_is_replaced_and_ipi_continues(setup, lj_model, tmp_path_f
         wait_for_log(processes, first, "INIT for replica")
         time.sleep(0.3)
         assert server.poll() is None, "i-PI finished before the client was killed"
+        assert "i-PI sent EXIT" not in processes.log(first), "the run ended before the kill"
         first.send_signal(signal.SIGTERM)
-        assert processes.wait(first, 30) == EXIT_TERMINATED
+        assert processes.wait(first, 30) == EXIT_TERMINATED, processes.log(first)
         assert "terminated (SIGTERM); closed the connection" in processes.log(first)
         second = processes.start(client_command("mlipdrive", lj_model, unix=name),
                                   "second")
