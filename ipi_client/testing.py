@@ -300,7 +300,7 @@ def client_command(kind: str, model, *, unix: Optional[str] = None,
                    extra: Sequence[str] = ()) -> List[str]:
     """The command line of a client of ``kind`` for ``init.xyz`` in the run directory.
 
-    ``mlipdrive``: ``mlipdrive ipi``; ``familiar``: ``mlipdrive-ipi-driver``;
+    ``mlipdrive``: ``mlipdrive ipi``; ``ipi-driver``: ``mlipdrive-ipi-driver``;
     ``mpi``: ``mpirun -np RANKS mlipdrive ipi``; ``reference``: i-PI's own
     ``i-pi-py_driver -m metatomic``.
     """
@@ -314,7 +314,7 @@ def client_command(kind: str, model, *, unix: Optional[str] = None,
         return command
     where = ["-u", "-a", unix] if unix is not None else ["-a", "localhost", "-p", str(port)]
     options = ["-m", "metatomic", "-o", f"template=init.xyz,model={model}"]
-    if kind == "familiar":
+    if kind == "ipi-driver":
         return [executable("mlipdrive-ipi-driver"), *where, *options, *extra]
     if kind == "reference":
         return [executable("i-pi-py_driver"), *where, *options, *extra]

@@ -87,10 +87,10 @@ def test_numeric_options_are_range_checked(argv, option, expected, capsys):
 
 
 def test_ipi_driver_port_is_range_checked(capsys):
-    from mlipdrive.ipi_command import familiar_main
+    from mlipdrive.ipi_command import ipi_driver_main
 
     with pytest.raises(SystemExit) as exit_:
-        familiar_main(["-a", "localhost", "-p", "0"])
+        ipi_driver_main(["-a", "localhost", "-p", "0"])
     assert exit_.value.code == 2
     assert "argument -p/--port: expected an integer in 1..65535, got '0'" in capsys.readouterr().err
 

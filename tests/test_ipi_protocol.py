@@ -570,14 +570,14 @@ def test_serve_reports_model_failures_and_missing_servers(capsys):
 
 # ---------------------------------------------------------------------- command lines
 
-def test_familiar_entry_rejects_bad_options(capsys):
-    from mlipdrive.ipi_command import familiar_main
+def test_ipi_driver_entry_rejects_bad_options(capsys):
+    from mlipdrive.ipi_command import ipi_driver_main
 
-    assert familiar_main(["-m", "harmonic", "-o", "template=a.xyz,model=m.pt"]) == 2
+    assert ipi_driver_main(["-m", "harmonic", "-o", "template=a.xyz,model=m.pt"]) == 2
     assert "use -m metatomic" in capsys.readouterr().err
-    assert familiar_main(["-o", "template=a.xyz,model=m.pt,energy_ensemble=true"]) == 2
+    assert ipi_driver_main(["-o", "template=a.xyz,model=m.pt,energy_ensemble=true"]) == 2
     assert "unknown -o option(s) ['energy_ensemble']" in capsys.readouterr().err
-    assert familiar_main(["-o", "template=a.xyz"]) == 2
+    assert ipi_driver_main(["-o", "template=a.xyz"]) == 2
     assert "-o needs model=FILE" in capsys.readouterr().err
 
 

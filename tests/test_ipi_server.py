@@ -88,7 +88,7 @@ def assert_same_run(ours, reference):
 @pytest.mark.parametrize("ensemble, transport", [("nve", "unix"), ("nvt", "inet")])
 def test_trajectory_equals_ipis_metatomic_driver(ensemble, transport, models,
                                                   reference_runs, tmp_path):
-    client = "mlipdrive" if transport == "unix" else "familiar"
+    client = "mlipdrive" if transport == "unix" else "ipi-driver"
     extras = ensemble == "nve"
     ours = run_simulation(
         tmp_path, SYSTEMS["lj"]["structure"](),
@@ -117,7 +117,7 @@ def family_cases():
                          indirect=["model_family"])
 def test_family_trajectory_equals_ipis_metatomic_driver(model_family, ensemble, transport,
                                                          reference_runs, tmp_path):
-    client = "mlipdrive" if transport == "unix" else "familiar"
+    client = "mlipdrive" if transport == "unix" else "ipi-driver"
     structure = SYSTEMS["cual"]["structure"]()
     run = simulation("cual", ensemble)
     with family_clients(model_family):

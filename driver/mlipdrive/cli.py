@@ -8,7 +8,7 @@ import sys
 # each module defines add_parser(subparsers), whose parser sets func(args) -> int
 SUBCOMMAND_MODULES = [
     "mlipdrive.info",
-    "mlipdrive.md",
+    "mlipdrive.run_command",
     "mlipdrive.ipi_command",
     "mlipdrive.lammps",
     "mlipdrive.bench.cli",

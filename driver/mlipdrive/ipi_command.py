@@ -138,14 +138,14 @@ def run(args) -> int:
     )
 
 
-# ---------------------------------------------------------------------- familiar entry
+# ----------------------------------------- mlipdrive-ipi-driver (i-PI driver options)
 
 # i-PI's metatomic driver options that mean the same here
-_FAMILIAR_KEYS = {"template", "model", "device", "extensions", "settings", "pbc",
+_IPI_DRIVER_KEYS = {"template", "model", "device", "extensions", "settings", "pbc",
                   "per_atom_energies", "verbose"}
 
 
-def familiar_main(argv=None) -> int:
+def ipi_driver_main(argv=None) -> int:
     """``mlipdrive-ipi-driver``: the command line of i-PI's ``i-pi-py_driver``."""
     from mlipdrive.settings import SETTINGS
 
@@ -171,13 +171,13 @@ def familiar_main(argv=None) -> int:
     add_client_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return _familiar_run(args, {s.name for s in SETTINGS})
+        return _ipi_driver_run(args, {s.name for s in SETTINGS})
     except (ValueError, RuntimeError, OSError) as error:
         print(f"mlipdrive-ipi-driver: error: {error}", file=sys.stderr)
         return 2
 
 
-def _familiar_run(args, setting_names) -> int:
+def _ipi_driver_run(args, setting_names) -> int:
     from mlipdrive.ipi import run as run_client
     from mlipdrive.settings import InferenceSettings, parse_on_off
 
@@ -192,11 +192,11 @@ def _familiar_run(args, setting_names) -> int:
         if not sep:
             raise ValueError(f"expected key=value in -o, got '{item}'")
         params[key.strip()] = value.strip()
-    unknown = set(params) - _FAMILIAR_KEYS - setting_names
+    unknown = set(params) - _IPI_DRIVER_KEYS - setting_names
     if unknown:
         raise ValueError(
             f"unknown -o option(s) {sorted(unknown)}; known: "
-            f"{sorted(_FAMILIAR_KEYS | setting_names)}"
+            f"{sorted(_IPI_DRIVER_KEYS | setting_names)}"
         )
     for required in ("template", "model"):
         if required not in params:
@@ -225,4 +225,4 @@ def _familiar_run(args, setting_names) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(familiar_main())
+    sys.exit(ipi_driver_main())
