@@ -90,8 +90,6 @@ struct PairState {
     std::string mode = "auto";
     /// the inference settings (preset + KEY VALUE overrides)
     InferenceSettings settings;
-    /// torch intra-op threads actually used
-    int threads = 1;
 
     // ---- the model
     LoadedModel model;
@@ -380,8 +378,8 @@ void PairMlipdrive::load(const std::string& path) {
         s.model = mlipdrive::load_model(path, s.extensions);
         mlipdrive::provide_extension_autograd();
         auto device = mlipdrive::choose_device(s.device_text, s.model, world);
-        s.threads = mlipdrive::torch_threads(s.settings.threads, mlipdrive::ranks_on_node(world));
-        mlipdrive::apply_settings(s.model, s.settings, device, s.threads);
+        const int threads = mlipdrive::torch_threads(s.settings.threads, mlipdrive::ranks_on_node(world));
+        mlipdrive::apply_settings(s.model, s.settings, device, threads);
         mlipdrive::add_lammps_notes(s);
         mlipdrive::read_ranges(s);
     } catch (const std::exception& e) {

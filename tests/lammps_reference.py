@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import ase
 import ase.calculators.calculator
 import numpy as np
+from lammps_testing import read_dump
 from metatomic.torch import unit_conversion_factor
 
 # LAMMPS's conversion of pressure x volume to energy (force->nktv2p, set in
@@ -88,18 +89,19 @@ def read_checkpoints(directory: pathlib.Path, units: str = "metal") -> Dict[str,
 
 
 def _frame(dump: pathlib.Path, name: str, values: Dict[str, float], units: str) -> LammpsFrame:
-    cell, pbc, atoms = read_dump_frame(dump)
+    cell, pbc = read_dump_box(dump)
+    atoms = read_dump(dump)
     pressure_volume = np.array([values[f"c_mlipdrive_pv[{k}]"] for k in range(1, 7)]) * values["vol"]
     atom_stress = np.array([values[f"c_mlipdrive_stress_sum[{k}]"] for k in range(1, 7)])
     return LammpsFrame(
         name=name,
         cell=cell,
         pbc=pbc,
-        ids=atoms[:, 0].astype(int),
-        types=atoms[:, 1].astype(int),
-        positions=atoms[:, 2:5],
-        forces=atoms[:, 5:8],
-        energies=atoms[:, 8],
+        ids=atoms["id"].astype(int),
+        types=atoms["type"].astype(int),
+        positions=np.stack([atoms["x"], atoms["y"], atoms["z"]], axis=1),
+        forces=np.stack([atoms["fx"], atoms["fy"], atoms["fz"]], axis=1),
+        energies=atoms["c_mlipdrive_pe"],
         energy=values["pe"],
         energies_sum=values["c_mlipdrive_pe_sum"],
         virial=pressure_volume / NKTV2P[units],
@@ -107,8 +109,8 @@ def _frame(dump: pathlib.Path, name: str, values: Dict[str, float], units: str) 
     )
 
 
-def read_dump_frame(path: pathlib.Path):
-    """Box rows, periodicity and the atom rows (sorted by id) of a one-frame text dump."""
+def read_dump_box(path: pathlib.Path):
+    """Box rows (the restricted triclinic cell) and periodicity of a one-frame text dump."""
     lines = pathlib.Path(path).read_text().splitlines()
     start = lines.index(next(line for line in lines if line.startswith("ITEM: BOX BOUNDS")))
     header = lines[start].split()[3:]
@@ -124,10 +126,7 @@ def read_dump_frame(path: pathlib.Path):
     yhi = bounds[1, 1] - max(0.0, yz)
     zlo, zhi = bounds[2, 0], bounds[2, 1]
     cell = np.array([[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]])
-    atoms_start = lines.index(next(line for line in lines if line.startswith("ITEM: ATOMS")))
-    rows = np.array([[float(v) for v in line.split()] for line in lines[atoms_start + 1 :]])
-    rows = rows.reshape(-1, 9)
-    return cell, pbc, rows[np.argsort(rows[:, 0])]
+    return cell, pbc
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ import pathlib
 import re
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -88,19 +88,24 @@ def run_lmp(
     check: bool = True,
     timeout: float = LMP_TIMEOUT,
     name: str = "in.test",
+    unset: Sequence[str] = (),
 ) -> LmpResult:
-    """Write ``script`` to ``workdir/name`` and run it there with ``ranks`` MPI ranks."""
+    """Write ``script`` to ``workdir/name`` and run it there with ``ranks`` MPI ranks,
+    without the environment variables named in ``unset``."""
     plugin_path()  # a clear error when the plugin is not built
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / name).write_text(script)
     command = lmp_command(name, ranks, ["-log", "none", "-echo", "none"])
+    # tests share 2 cores with other tests: always yield while waiting
+    env = lmp_environment(ranks=ranks) | {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1"}
+    for variable in unset:
+        env.pop(variable, None)
     try:
         process = subprocess.run(
             command,
             cwd=workdir,
-            # tests share 2 cores with other tests: always yield while waiting
-            env=lmp_environment(ranks=ranks) | {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1"},
+            env=env,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -8,14 +8,11 @@ and the numbers the settings change, against the Python definition of each rule
 
 import os
 import re
-import subprocess
 
-import numpy as np
 import pytest
 from lammps_testing import export_lj_reduction_marked, lj_lattice_lines, run_lmp, write_data
 
 import mlipdrive
-from mlipdrive.lammps import lmp_command, lmp_environment
 from mlipdrive.settings import torch_threads
 from mlipdrive.testing import FLOAT32_ENERGY_PER_ATOM, copper_aluminium
 
@@ -42,20 +39,6 @@ def reported(output: str, pattern: str) -> str:
     return match.group(1)
 
 
-def run_with_environment(tmp_path, script, ranks, drop=()):
-    """Run ``script`` with the environment lmp gets, minus the variables in ``drop``."""
-    (tmp_path / "in.test").write_text(script)
-    env = lmp_environment(ranks=ranks)
-    for name in drop:
-        env.pop(name, None)
-    process = subprocess.run(
-        lmp_command("in.test", ranks, ["-log", "none"]), cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=240,
-    )
-    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
-    return process.stdout
-
-
 @pytest.mark.parametrize("requested", [1, 2])
 def test_threads_n_gives_n(tmp_path, lj_model, requested):
     output = run_lmp(tmp_path, lj_script(lj_model, "threads", str(requested))).output
@@ -65,7 +48,7 @@ def test_threads_n_gives_n(tmp_path, lj_model, requested):
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_threads_0_follows_the_python_rule(tmp_path, lj_model, ranks):
     """Without OMP_NUM_THREADS: usable cores // ranks on the node, as torch_threads says."""
-    output = run_with_environment(tmp_path, lj_script(lj_model), ranks, drop=["OMP_NUM_THREADS"])
+    output = run_lmp(tmp_path, lj_script(lj_model), ranks, unset=["OMP_NUM_THREADS"]).output
     environ = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     assert int(reported(output, r"torch threads (\d+)")) == torch_threads(0, ranks, environ)
 
@@ -80,9 +63,9 @@ def test_dtype_float32_evaluates_in_float32(tmp_path, lj_model):
     exactly as the Python driver's float32 evaluation does."""
     energies = {}
     for dtype in ("float64", "float32"):
-        output = run_lmp(tmp_path / dtype, lj_script(lj_model, "dtype", dtype)).output
-        assert reported(output, r"dtype (float\d\d)") == dtype
-        energies[dtype] = float(reported(output, r"\n\s+0\s+(\S+)\n"))
+        result = run_lmp(tmp_path / dtype, lj_script(lj_model, "dtype", dtype))
+        assert reported(result.output, r"dtype (float\d\d)") == dtype
+        energies[dtype] = result.runs()[-1]["PotEng"][0]
     difference = abs(energies["float32"] - energies["float64"]) / 32  # atoms
     assert 0 < difference < FLOAT32_ENERGY_PER_ATOM, energies
 
@@ -98,8 +81,8 @@ def test_atom_energy_sum_skips_the_model_reduction(tmp_path):
     model = export_lj_reduction_marked(tmp_path / "marked.pt")
     energies = {}
     for value in ("on", "off"):
-        output = run_lmp(tmp_path / value, lj_script(model, "atom_energy_sum", value)).output
-        energies[value] = float(reported(output, r"\n\s+0\s+(\S+)\n"))
+        result = run_lmp(tmp_path / value, lj_script(model, "atom_energy_sum", value))
+        energies[value] = result.runs()[-1]["PotEng"][0]
     assert energies["off"] - energies["on"] == pytest.approx(1.0, abs=1e-9)
     # the Python driver makes the same choice
     potential = {value: mlipdrive.load(model, settings={"atom_energy_sum": value == "on"}) for value in energies}
