@@ -19,7 +19,7 @@ import string
 import sys
 
 from mlipdrive.settings import SETTINGS, minimum_message
-from mlipdrive.messages import LOADING_MESSAGES
+from mlipdrive.messages import LOADING_MESSAGES, OUTPUT_MESSAGES
 from mlipdrive.units import LAMMPS_UNIT_STYLES, LAMMPS_UNITS_ADVICE, UNIT_SYSTEMS
 
 
@@ -50,7 +50,13 @@ def generate() -> str:
     for setting in SETTINGS:
         kind = {bool: "bool", int: "int", float: "double", str: "string"}[setting.type]
         choices = ", ".join(_cpp_string(str(c)) for c in setting.choices)
-        lines.append(f'    if (name == "{setting.name}") {{')
+        spellings = " || ".join(f'name == "{word}"' for word in {setting.name, setting.spelling})
+        lines.append(f"    if ({spellings}) {{")
+        for word in setting.zero_words:
+            lines.append(f"        if (lower_case(text) == {_cpp_string(word)}) {{")
+            lines.append(f"            s.{setting.name} = 0;")
+            lines.append('            return "";')
+            lines.append("        }")
         if kind == "string":
             lines.append(
                 f"        return parse_string(name, text, {{{choices}}}, s.{setting.name});"
@@ -58,7 +64,7 @@ def generate() -> str:
         else:
             lines.append(f"        return parse_{kind}(name, text, s.{setting.name});")
         lines.append("    }")
-    names = ", ".join(s.name for s in SETTINGS)
+    names = ", ".join(s.spelling for s in SETTINGS)
     lines += [
         f'    return "unknown setting \'" + name + "\'; known settings: {names}";',
         "}",
@@ -121,9 +127,12 @@ def units_table():
 
 
 def loading_messages():
-    """One ``std::string NAME(args...)`` per message of mlipdrive.messages."""
+    """One ``std::string NAME_message(args...)`` per message of mlipdrive.messages."""
     lines = []
-    for name, template in LOADING_MESSAGES.items():
+    tables = [("LOADING_MESSAGES", LOADING_MESSAGES), ("OUTPUT_MESSAGES", OUTPUT_MESSAGES)]
+    for table, name, template in (
+        (table, name, template) for table, messages in tables for name, template in messages.items()
+    ):
         pieces = list(string.Formatter().parse(template))
         fields = list(dict.fromkeys(field for _, field, _, _ in pieces if field))
         arguments = ", ".join(f"const std::string& {field}" for field in fields)
@@ -133,7 +142,7 @@ def loading_messages():
                 parts.append(f"std::string({_cpp_string(text)})")
             if field:
                 parts.append(field)
-        lines.append(f"/// mlipdrive.messages.LOADING_MESSAGES[{name!r}]")
+        lines.append(f"/// mlipdrive.messages.{table}[{name!r}]")
         lines.append(f"inline std::string {name}_message({arguments}) {{")
         lines.append(f"    return {' + '.join(parts)};")
         lines += ["}", ""]

@@ -31,5 +31,5 @@ def load(
     model = apply_settings(model, settings, torch_device)
     potential = Potential(model, torch_device, settings, units_)
     potential.exported_dtype = exported_dtype
-    potential.notes = setting_notes(settings, torch_device)
+    potential.notes = setting_notes(settings, torch_device) + list(potential.outputs.notes)
     return potential
