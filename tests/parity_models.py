@@ -8,6 +8,8 @@ every engine (and metatomic's own) can be checked against ``lj/cut`` or numpy.
 - ``energy_uncertainty`` (per atom): ``UNCERTAINTY_FACTOR * |E_i|`` with E_i the
   atom's LJ energy (about 0.045 eV in fcc argon at 5.26 Å, far above 0.1 eV once
   compressed); ``energy_uncertainty/strong`` the same for the strong head;
+- ``energy_ensemble`` (per structure): ``ENSEMBLE`` times the LJ energy, four
+  members (i-PI's committee);
 - ``non_conservative_force`` / ``non_conservative_stress``: the analytic LJ
   forces and stress times ``force_factor`` (2 by default: a head that differs
   from -dE/dr, so the forces show which one an engine used; 1 gives exact
@@ -27,6 +29,7 @@ LJ_EPSILON = 0.0104
 LJ_CUTOFF = 8.5
 STRONG = 1.5
 UNCERTAINTY_FACTOR = 0.5
+ENSEMBLE = (0.85, 0.95, 1.05, 1.15)
 
 
 class ParityArgon(WrappedArgon):
@@ -39,6 +42,7 @@ class ParityArgon(WrappedArgon):
         self.strong = LennardJones(LJ_SIGMA, STRONG * LJ_EPSILON, LJ_CUTOFF, False, False)
         self.force_factor = force_factor
         self.uncertainty_factor = UNCERTAINTY_FACTOR
+        self.register_buffer("ensemble", torch.tensor(ENSEMBLE, dtype=torch.float64))
 
     def forward(
         self,
@@ -52,6 +56,8 @@ class ParityArgon(WrappedArgon):
             strong = name.endswith("/strong")
             if base == "energy":
                 results[name] = self._energy(systems, request, selected_atoms, strong)
+            elif base == "energy_ensemble":
+                results[name] = self._ensemble(systems, selected_atoms, strong)
             elif base == "energy_uncertainty":
                 results[name] = self._uncertainty(systems, request, selected_atoms, strong)
             elif base == "non_conservative_force" or base == "non_conservative_forces":
@@ -64,6 +70,14 @@ class ParityArgon(WrappedArgon):
         if strong:
             return self.strong(systems, {"energy": request}, selected)["energy"]
         return self.lj(systems, {"energy": request}, selected)["energy"]
+
+    def _ensemble(self, systems: List[System], selected: Optional[Labels], strong: bool) -> TensorMap:
+        totals = self._energy(systems, ModelOutput(sample_kind="system"), selected, strong).block()
+        values = totals.values * self.ensemble.to(totals.values.dtype).reshape(1, -1)
+        device = values.device
+        properties = Labels(["member"], torch.arange(values.shape[1], device=device).reshape(-1, 1))
+        block = TensorBlock(values, totals.samples, [], properties)
+        return TensorMap(Labels(["_"], torch.tensor([[0]], device=device)), [block])
 
     def _uncertainty(self, systems: List[System], request: ModelOutput, selected: Optional[Labels], strong: bool):
         per_atom = self._energy(systems, ModelOutput(sample_kind="atom"), selected, strong).block()
@@ -155,6 +169,9 @@ def parity_outputs(variants: bool = True, uncertainty: bool = True, heads: bool 
             outputs["energy_uncertainty" + suffix] = ModelOutput(
                 unit="eV", sample_kind="atom", description="half the atom's |energy|"
             )
+            outputs["energy_ensemble" + suffix] = ModelOutput(
+                unit="eV", sample_kind="system", description="four scaled energies"
+            )
         if heads:
             outputs["non_conservative_force" + suffix] = ModelOutput(
                 unit="eV/Angstrom", sample_kind="atom", description="LJ forces x factor"
@@ -172,3 +189,42 @@ def export_parity_argon(path, force_factor: float = 2.0, **outputs):
         ParityArgon(force_factor), path, "lj-parity", description,
         outputs=parity_outputs(**outputs),
     )
+
+
+class AsymmetricArgon(WrappedArgon):
+    """LJ plus ``c * x * y`` per atom: a (non-physical) energy whose virial
+    ``-dE/d(strain)`` is not symmetric, so that an engine's symmetrisation shows."""
+
+    def __init__(self, c: float = 1e-4):
+        super().__init__()
+        self.c = c
+
+    def forward(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels] = None,
+    ) -> Dict[str, TensorMap]:
+        per_atom = self.lj(systems, {"energy": ModelOutput(sample_kind="atom")}, selected_atoms)
+        block = per_atom["energy"].block()
+        extra: List[torch.Tensor] = []
+        for system in systems:
+            extra.append(self.c * system.positions[:, 0] * system.positions[:, 1])
+        samples, values = self.lj._select(systems, extra, selected_atoms)
+        values = block.values + values.reshape(-1, 1)
+        device = values.device
+        if outputs["energy"].sample_kind == "system":
+            totals = torch.zeros(len(systems), 1, dtype=values.dtype, device=device)
+            values = totals.index_add(0, samples[:, 0], values)
+            samples = torch.arange(len(systems), device=device).reshape(-1, 1)
+            labels = Labels(["system"], samples)
+        else:
+            labels = Labels(["system", "atom"], samples)
+        block = TensorBlock(values, labels, [], block.properties)
+        return {"energy": TensorMap(per_atom["energy"].keys, [block])}
+
+
+def export_asymmetric_argon(path):
+    """Save an :class:`AsymmetricArgon` model."""
+    return save_argon_variant(AsymmetricArgon(), path, "lj-asymmetric", "LJ + c x y per atom")
+

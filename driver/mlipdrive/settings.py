@@ -189,7 +189,7 @@ class _SettingsMethods:
                 f"unknown setting(s) {sorted(unknown)}; known: "
                 f"{sorted(s.spelling for s in SETTINGS)}"
             )
-        values.update({field_name(key): value for key, value in overrides.items()})
+        values.update({field_name(key): _coerce(key, value) for key, value in overrides.items()})
         return cls(**values)
 
     @classmethod
@@ -228,6 +228,17 @@ def resolve(settings: SettingsLike) -> InferenceSettings:
     values = dict(settings)
     preset = values.pop("preset", "default")
     return InferenceSettings.preset(preset, **values)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A value given in Python: text as on a command line ('off', 'on', '0.2') for
+    settings that are not text, and an int where a float is expected."""
+    kind = _BY_NAME[field_name(name)].type
+    if isinstance(value, str) and kind is not str:
+        return parse_value(name, value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def parse_value(name: str, text: Any) -> Any:
