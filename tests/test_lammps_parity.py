@@ -262,3 +262,24 @@ def test_metatomics_example_runs_unchanged(tmp_path, ranks, keywords):
     assert ours.thermo()["Step"][-1] == 100
     # thermo prints 8 significant digits
     assert_thermo_close(ours.thermo(), theirs.thermo(), THERMO, rtol=1e-6)
+
+
+def test_two_models_in_one_run_as_metatomic_1_and_2(tmp_path, parity_model):
+    """metatomic's pair_style metatomic_1 / metatomic_2 under hybrid/overlay: two
+    mlipdrive instances, here the LJ and its 'strong' variant, add up to lj/cut
+    with both epsilons summed."""
+    from parity_models import LJ_EPSILON, STRONG
+
+    atoms = structure()
+    write_data(tmp_path / "data.lmp", atoms.cell.array, atoms.positions, [1] * len(atoms),
+               {1: ARGON_MASS})
+    lines = [
+        "units metal", "read_data data.lmp",
+        f"pair_style hybrid/overlay mlipdrive {parity_model} mlipdrive {parity_model} variant strong",
+        "pair_coeff * * mlipdrive 1 Ar", "pair_coeff * * mlipdrive 2 Ar",
+        "thermo_style custom step pe press", "thermo_modify format float %.17g", "run 0",
+        "pair_style lj/cut 8.5", f"pair_coeff * * {(1 + STRONG) * LJ_EPSILON!r} 3.405", "run 0",
+    ]
+    runs = run_lmp(tmp_path, "\n".join(lines)).runs()
+    for column in ("PotEng", "Press"):
+        assert runs[0][column][0] == pytest.approx(runs[1][column][0], rel=1e-12)
