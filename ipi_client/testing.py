@@ -64,6 +64,7 @@ class Simulation:
     stride: int = 1
     extras_type: str = "energies"  # the key of the extras JSON to write
     active: Optional[Sequence[int]] = None  # the <ffsocket>'s <activelist>
+    weight: float = 1.0  # i-PI's <force weight>: the factor on the forcefield
 
 
 def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None,
@@ -140,7 +141,7 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
       <file mode='ase'> {simulation.structure} </file>
       <velocities mode='thermal' units='kelvin'> {simulation.temperature_k} </velocities>
     </initialize>
-    <forces><force forcefield='driver'/></forces>
+    <forces><force forcefield='driver' weight='{simulation.weight!r}'/></forces>
     {ensemble}
     <motion mode='dynamics'> {dynamics} </motion>
   </system>

@@ -95,6 +95,26 @@ def test_driver_option_under_mpi_gives_the_references_run(parity_model, tmp_path
     assert_same_run(parallel, reference, extras)
 
 
+@pytest.mark.parametrize("kind", ["ipi-driver", "mpi-driver"])
+def test_scale_is_ipis_force_weight(parity_model, tmp_path, kind):
+    """-o scale=0.5 gives the run of i-PI's driver under <force weight='0.5'>."""
+    structure = argon(repeat=2)
+    reference = run_simulation(tmp_path / "reference", structure, simulation(weight=0.5),
+                               parity_model, ["reference"])
+    ours = run_simulation(tmp_path / kind, structure, simulation(), parity_model, [kind],
+                          params="scale=0.5")
+    assert_same_run(ours, reference)
+
+
+def test_uncertainty_action_stop_ends_the_client(parity_model, tmp_path):
+    with pytest.raises(AssertionError) as error:
+        run_simulation(tmp_path, argon(repeat=2), simulation(steps=2), parity_model,
+                       ["ipi-driver"], params="uncertainty_threshold=0.01,uncertainty_action=stop",
+                       timeout=60)
+    assert "a client exited with 6" in str(error.value)
+    assert "UncertaintyExceeded: energy uncertainty above the threshold of 0.01" in str(error.value)
+
+
 def test_uncertainty_warning_names_the_evaluation_and_atoms(parity_model, tmp_path):
     """A threshold below the atoms' uncertainty: the client warns at each
     evaluation on stderr; the default threshold does not on this crystal."""

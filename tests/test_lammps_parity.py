@@ -46,6 +46,13 @@ OPTIONS = {
         "non_conservative on variant strong",
         {"non_conservative": True, "variants": {"energy": "strong"}}, 1.0,
     ),
+    "variant/non_conservative_*": (
+        "non_conservative on variant/non_conservative_forces strong "
+        "variant/non_conservative_stress strong",
+        {"non_conservative": True,
+         "variants": {"non_conservative_force": "strong", "non_conservative_stress": "strong"}},
+        1.0,
+    ),
     "scale": ("scale 0.5", {}, 0.5),
 }
 
@@ -133,12 +140,16 @@ def lammps_warning(output: str) -> str:
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
-def test_uncertainty_per_atom_and_warning(tmp_path, parity_model, ranks):
-    """Far from equilibrium: fix pair reads the model's per-atom uncertainty, and
-    the warning says exactly what Python's check says (atom IDs, step 0)."""
+@pytest.mark.parametrize("keywords, output", [
+    ("", "energy_uncertainty"),
+    ("variant/energy_uncertainty strong", "energy_uncertainty/strong"),
+])
+def test_uncertainty_per_atom_and_warning(tmp_path, parity_model, ranks, keywords, output):
+    """Far from equilibrium: fix pair reads the model's per-atom uncertainty (of
+    the chosen variant), and the warning says exactly what Python's check says
+    (atom IDs, step 0)."""
     atoms = structure(compression=0.82)
-    ours, result = evaluate(tmp_path, parity_model, "", ranks, atoms, uncertainty=True)
-    output = "energy_uncertainty"
+    ours, result = evaluate(tmp_path, parity_model, keywords, ranks, atoms, uncertainty=True)
     evaluated = ase.Atoms(atoms.numbers, positions=ours["positions"], cell=atoms.cell, pbc=True)
     expected = MetatomicCalculator(str(parity_model)).run_model(
         evaluated, {output: ModelOutput(unit="eV", sample_kind="atom")}

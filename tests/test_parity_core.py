@@ -34,6 +34,12 @@ REFERENCE_OPTIONS = {
         {"non_conservative": True, "variant": "strong"},
         {"non_conservative": True, "variants": {"energy": "strong"}},
     ),
+    "variant/non_conservative_*": (
+        {"non_conservative": True, "variant/non_conservative_forces": "strong",
+         "variant/non_conservative_stress": "strong"},
+        {"non_conservative": True,
+         "variants": {"non_conservative_force": "strong", "non_conservative_stress": "strong"}},
+    ),
 }
 
 
