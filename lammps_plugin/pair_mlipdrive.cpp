@@ -134,6 +134,8 @@ struct PairState {
     double time_forward = 0.0;
     double time_backward = 0.0;
     double time_store = 0.0;
+    /// the uncertainty check alone (copy, MPI reduction, message), not the model's head
+    double time_check = 0.0;
     long evaluations = 0;
 };
 
@@ -1142,6 +1144,7 @@ void PairMlipdrive::check_uncertainty(const mlipdrive::Evaluation& evaluation) {
         return;
     }
     const auto& adaptor = *s.adaptor;
+    const auto start = std::chrono::steady_clock::now();
     s.uncertainty.assign(std::max(atom->nmax, 1), 0.0);
     std::vector<double> values;
     std::vector<long> ids;
@@ -1159,6 +1162,7 @@ void PairMlipdrive::check_uncertainty(const mlipdrive::Evaluation& evaluation) {
     }
     const double threshold = s.settings.uncertainty_threshold;
     auto report = mlipdrive::gather_uncertainty(world, values, ids, threshold);
+    s.time_check += mlipdrive::seconds_since(start);
     if (report.count == 0) {
         return;
     }
@@ -1268,10 +1272,12 @@ void PairMlipdrive::finish() {
         return;
     }
     const double scale = 1000.0 / static_cast<double>(s.evaluations);
+    const auto check = s.outputs.uncertainty.empty() ? std::string()
+                                                      : fmt::format(", uncertainty check {:.3f}", s.time_check * scale);
     utils::logmesg(lmp, "mlipdrive: {} evaluations on rank 0, ms per evaluation: system {:.3f}, "
-                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}\n",
+                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}{}\n",
                    s.evaluations, s.time_system * scale, s.time_forward * scale, s.time_backward * scale,
-                   s.time_store * scale);
-    s.time_system = s.time_forward = s.time_backward = s.time_store = 0.0;
+                   s.time_store * scale, check);
+    s.time_system = s.time_forward = s.time_backward = s.time_store = s.time_check = 0.0;
     s.evaluations = 0;
 }

@@ -191,13 +191,14 @@ class Potential:
         if self.settings.non_conservative and results.forces is not None and len(results.forces):
             results.forces -= results.forces.mean(axis=0)
         if results.energy_uncertainty is not None:
-            check_uncertainty(
-                results.energy_uncertainty,
-                self.settings.uncertainty_threshold,
-                self.settings.uncertainty_action,
-                where or f"evaluation {self.evaluations}",
-                labels,
-            )
+            with timed(self.timings, "uncertainty check"):
+                check_uncertainty(
+                    results.energy_uncertainty,
+                    self.settings.uncertainty_threshold,
+                    self.settings.uncertainty_action,
+                    where or f"evaluation {self.evaluations}",
+                    labels,
+                )
 
     def energy_output(self, per_atom: bool = False) -> ModelOutput:
         """The energy output to ask the model for; its values sum to the energy."""
