@@ -583,6 +583,8 @@ def test_ipi_driver_entry_rejects_bad_options(capsys):
     options = "template=a.xyz,model=m.pt,force_virial_ensemble=True"
     assert ipi_driver_main(["-o", options]) == 2
     assert "force_virial_ensemble=True needs energy_ensemble=True" in capsys.readouterr().err
+    assert ipi_driver_main(["-o", "template=a.xyz,model=m.pt,device=cuda:0;cuda:1"]) == 2
+    assert "runs one device per process" in capsys.readouterr().err
     assert ipi_driver_main(["-o", "template=a.xyz"]) == 2
     assert "-o needs model=FILE" in capsys.readouterr().err
 

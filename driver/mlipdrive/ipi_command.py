@@ -245,6 +245,12 @@ def _ipi_driver_run(args, setting_names) -> int:
     given = {key: params.pop(key) for key in list(params) if key in setting_names}
     settings = InferenceSettings.from_strings(preset, **given)
     args.ensemble = _ensemble(params, settings.non_conservative)
+    if ";" in params.get("device", ""):
+        raise ValueError(
+            f"device={params['device']}: i-PI's driver spreads batches over several "
+            "devices; mlipdrive-ipi-driver runs one device per process: give one device "
+            "(and one client per device, or mpirun for CPU ranks)"
+        )
     # -o pbc=..., per_atom_energies=..., verbose=... as i-pi-py_driver takes them
     args.pbc = params.get("pbc", args.pbc)
     for flag in ("per_atom_energies", "verbose"):
