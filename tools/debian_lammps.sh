@@ -92,13 +92,15 @@ echo "$TARBALL_SHA256  $HERE/$TARBALL" | sha256sum --check --quiet
 log "extracting and building LAMMPS ($TARBALL, $JOBS jobs)"
 rm -rf "$HERE/source" "$HERE/build" "$PREFIX"
 mkdir -p "$HERE/source"
+# what the build and its install step read (the install copies potentials/ and bench/)
 tar -xJf "$HERE/$TARBALL" -C "$HERE/source" --strip-components=1 \
-    --wildcards '*/cmake/*' '*/src/*'
+    --wildcards '*/cmake/*' '*/src/*' '*/doc/lammps.1' '*/potentials/*' '*/bench/*'
 cmake -S "$HERE/source/cmake" -B "$HERE/build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_FLAGS_RELEASE="-O2" \
     -DCMAKE_INSTALL_PREFIX="$PREFIX" \
     -DCMAKE_INSTALL_LIBDIR=lib \
+    -DCMAKE_INSTALL_RPATH="$PREFIX/lib" \
     -DMPI_CXX_COMPILER="$(command -v "$MPICXX")" \
     -DBUILD_MPI=on -DBUILD_OMP=off -DBUILD_SHARED_LIBS=on \
     -DPKG_PLUGIN=on \
