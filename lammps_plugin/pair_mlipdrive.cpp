@@ -29,6 +29,9 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+#include "neigh_request.h"
+#endif
 #include "update.h"
 #include "utils.h"
 
@@ -572,11 +575,19 @@ void PairMlipdrive::init_style() {
     s.periodic = choose_layout();
 
     // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+    // older LAMMPS (29 Sep 2021 here) take the request as fields, not flags
+    const int request = neighbor->request(this, instance_me);
+    neighbor->requests[request]->half = 0;
+    neighbor->requests[request]->full = 1;
+    neighbor->requests[request]->ghost = s.periodic ? 0 : 1;
+#else
     int flags = NeighConst::REQ_FULL;
     if (!s.periodic) {
         flags |= NeighConst::REQ_GHOST;
     }
     neighbor->add_request(this, flags);
+#endif
     check_comm_cutoff();
 
     s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(

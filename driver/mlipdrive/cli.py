@@ -11,6 +11,8 @@ SUBCOMMAND_MODULES = [
     "mlipdrive.run_command",
     "mlipdrive.ipi_command",
     "mlipdrive.lammps",
+    "mlipdrive.plugin_build",
+    "mlipdrive.doctor",
     "mlipdrive.bench.cli",
 ]
 
