@@ -12,6 +12,7 @@ SUBCOMMAND_MODULES = [
     "mlipdrive.ipi_command",
     "mlipdrive.lammps",
     "mlipdrive.bench.cli",
+    "mlipdrive.bench.advise",
 ]
 
 
