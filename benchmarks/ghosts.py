@@ -14,7 +14,13 @@ domain. How many, is geometry (a box of edge lengths ``lengths`` holding
   without ghosts.
 - our i-PI client under MPI (:func:`halo_ghosts`, :mod:`mlipdrive.halo`):
   :func:`mlipdrive.halo.choose_grid`'s grid, ghosts only along cut axes and
-  only within ``shell`` of the domain (Steiner's formula for a box).
+  only within ``shell`` of the domain (Steiner's formula for a box). The halo
+  keeps only ghosts within ``shell`` of some local *atom*, so this is an upper
+  bound: near the shell's outer edge some places have no local atom in reach.
+
+Crystals fill a shell by lattice planes, not by volume: ``advise`` scales the
+geometric count by the ghosts counted at the measured size (LAMMPS's own
+``Nghost``, the halo's domains), :attr:`RankCosts.ghost_scale`.
 
 :func:`crossover` combines these counts with costs measured at one size into
 the size at which R ranks beat the best one-rank layout, assuming that every

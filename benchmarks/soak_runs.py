@@ -229,11 +229,12 @@ class _IpiRun:
         self.env["OMP_NUM_THREADS"] = str(spec.threads)
         self.client_command = [
             executable("mlipdrive"), "ipi", "--model", spec.model_path, "--structure",
-            "init.extxyz", "--unix", self.address, *_settings_words(spec, "ipi"),
+            "init.extxyz", "--unix", self.address, "--timings", *_settings_words(spec, "ipi"),
         ]
         self.server_command = [executable("i-pi"), "input.xml"]
         self.server = self.client = None
         self.clients = 0
+        self.exit_codes: List[int] = []  # of the clients that ended
 
     def start_server(self):
         if self.socket.exists():
@@ -254,7 +255,7 @@ class _IpiRun:
         """SIGTERM, as ``kill`` sends: the client closes its connection and exits."""
         self.client.send_signal(signal.SIGTERM)
         try:
-            self.client.wait(timeout=60)
+            self.exit_codes.append(self.client.wait(timeout=60))
         except Exception:  # noqa: BLE001 -- a client that ignores SIGTERM is an error below
             kill_group(self.client)
             self.client.wait()
@@ -301,6 +302,8 @@ def run_ipi(spec: SoakSpec, workdir: pathlib.Path, on_record: Optional[Callable]
         if run.server.returncode != 0:
             raise RuntimeError(f"i-pi exited with code {run.server.returncode}:\n"
                                + tail(workdir / "server.txt", 15))
+        run.exit_codes.append(run.client.wait(timeout=60))
     finally:
         run.close()
-    return {"records": records, "events": events}
+    # 143: stopped by SIGTERM (connection closed first); 0: EXIT from i-PI
+    return {"records": records, "events": events, "client_exit_codes": run.exit_codes}
