@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "mlipdrive.plugin_build",
     "mlipdrive.doctor",
     "mlipdrive.bench.cli",
+    "mlipdrive.bench.advise",
 ]
 
 
