@@ -116,6 +116,8 @@ def run(
         try:
             types = read_types(structure, structure_format, potential.atomic_types)
             types = active_types(types, active, structure)
+            if serve_options.get("ensemble"):
+                potential.ensemble_key()  # the model's ensemble, or an error now
             if comm is not None and serve_options.get("ensemble"):
                 raise ValueError(
                     "ensembles (energy_ensemble, force_virial_ensemble) run on one rank; "

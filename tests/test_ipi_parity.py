@@ -175,3 +175,14 @@ def test_activelist_without_active_says_what_to_give(parity_model, tmp_path):
                        parity_model, ["mlipdrive"], timeout=60)
     assert "i-PI sent positions of 16 atoms, but this client serves 32" in str(error.value)
     assert "--active with the same indices" in str(error.value)
+
+
+def test_an_ensemble_the_model_lacks_is_refused_at_start(tmp_path):
+    from parity_models import export_parity_argon as export
+
+    model = export(tmp_path / "no-ensemble.pt", uncertainty=False)
+    with pytest.raises(AssertionError) as error:
+        run_simulation(tmp_path / "run", argon(repeat=2), simulation(steps=2), model,
+                       ["ipi-driver"], params="energy_ensemble=True", timeout=60)
+    assert "a client exited with 2" in str(error.value)
+    assert "has no 'energy_ensemble' output" in str(error.value)

@@ -12,6 +12,7 @@ import re
 
 import ase
 import ase.calculators.calculator
+import ase.data
 import numpy as np
 import pytest
 from lammps_testing import (
@@ -27,7 +28,7 @@ from parity_models import export_parity_argon
 
 import mlipdrive
 from mlipdrive.outputs import OutputChoiceError
-from mlipdrive.testing import SAME_MODEL, argon
+from mlipdrive.testing import SAME_MODEL, argon, copper_aluminium
 from mlipdrive.uncertainty import UncertaintyWarning, check_uncertainty
 
 from export_lj import export_lj  # noqa: E402  (models/lj, on the path through conftest)
@@ -74,8 +75,11 @@ def structure(compression=1.0):
 def evaluate(tmp_path, model, keywords, ranks, atoms, uncertainty=False, check=True):
     """``run 0`` of ``atoms`` with these keywords: (results by atom ID, lmp output)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    write_data(tmp_path / "data.lmp", atoms.cell.array, atoms.positions, [1] * len(atoms),
-               {1: ARGON_MASS})
+    elements = sorted(set(atoms.numbers))
+    types = [elements.index(z) + 1 for z in atoms.numbers]
+    masses = {t: ase.data.atomic_masses[z] for t, z in enumerate(elements, start=1)}
+    write_data(tmp_path / "data.lmp", atoms.cell.array, atoms.positions, types, masses)
+    symbols = " ".join(ase.data.chemical_symbols[z] for z in elements)
     fix = "fix U all pair 1 mlipdrive energy_uncertainty 0" if uncertainty else ""
     script = f"""
 units metal
@@ -83,7 +87,7 @@ atom_style atomic
 boundary p p p
 read_data data.lmp
 pair_style mlipdrive {model} {keywords}
-pair_coeff * * Ar
+pair_coeff * * {symbols}
 compute pe all pe/atom
 compute pv all pressure NULL virial
 {fix}
@@ -109,10 +113,11 @@ run 0
     }, result
 
 
-def reference(model, atoms, positions, options):
+def reference(model, atoms, positions, options, extensions=None):
     """metatomic's ASE calculator on the structure LAMMPS evaluated."""
     evaluated = ase.Atoms(atoms.numbers, positions=positions, cell=atoms.cell, pbc=True)
-    calculator = MetatomicCalculator(str(model), uncertainty_threshold=None, **options)
+    calculator = MetatomicCalculator(str(model), uncertainty_threshold=None,
+                                     extensions_directory=extensions, **options)
     calculator.calculate(evaluated, ["energy", "energies", "forces", "stress"],
                          ase.calculators.calculator.all_changes)
     results = calculator.results
@@ -131,6 +136,23 @@ def test_keyword_matches_metatomic_given_the_same_option(tmp_path, parity_model,
     for key in ("energy", "energies", "forces", "virial"):
         np.testing.assert_allclose(ours[key], factor * expected[key], rtol=0, atol=10 * SAME_MODEL,
                                    err_msg=key)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_scale_on_every_model_family(tmp_path, model_family, ranks):
+    """scale 0.5 halves what metatomic's calculator gives, on a trained model too."""
+    atoms = copper_aluminium(repeat=3, rattle=0.1, strain=0.03)
+    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
+    atoms = ase.Atoms(atoms.numbers, positions=positions, cell=cell, pbc=True)
+    extensions = model_family.extensions
+    keywords = "scale 0.5" + (f" extensions {extensions}" if extensions else "")
+    ours, _ = evaluate(tmp_path, model_family.path, keywords, ranks, atoms)
+    expected = reference(model_family.path, atoms, ours["positions"], {},
+                         None if extensions is None else str(extensions))
+    volume = atoms.get_volume()
+    assert abs(ours["energy"] - 0.5 * expected["energy"]) / len(atoms) <= model_family.energy_per_atom
+    assert np.abs(ours["forces"] - 0.5 * expected["forces"]).max() <= model_family.forces
+    assert np.abs(ours["virial"] - 0.5 * expected["virial"]).max() / volume <= model_family.stress
 
 
 def lammps_warning(output: str) -> str:
