@@ -89,7 +89,8 @@ def try_plugin(lmp, plugin=None, bindings: bool = False) -> PluginTry:
     refusal = re.search(r"mlipdrive plugin was built for LAMMPS version [^:]+", output + errors)
     targets = [line.split(" to ")[1].split()[0] for line in errors.splitlines()
                if "`dgemm_'" in line and "libtorch_cpu" in line.split(" to ")[0]]
-    text = output + "\n".join(l for l in errors.splitlines() if "binding file" not in l)
+    # LD_DEBUG writes "PID: ..." lines to stderr: keep the rest
+    text = output + "\n".join(l for l in errors.splitlines() if not re.match(r"\s*\d+:", l))
     return PluginTry(
         loads=re.search(r"pair style plugin mlipdrive", output) is not None,
         lammps_version=banner.group(1) if banner else "unknown version",
@@ -122,7 +123,7 @@ def plugin_folders(extra: List[str] = ()) -> List[pathlib.Path]:
 
     root = pathlib.Path(plugin_directory()).parent
     folders = [pathlib.Path(plugin_directory())] + sorted(root.glob("lammps-*"))
-    folders += [pathlib.Path(folder) for folder in extra]
+    folders += [pathlib.Path(folder).resolve() for folder in extra]
     return [f for f in folders if (f / PLUGIN_FILES[2]).is_file()]
 
 
