@@ -42,7 +42,7 @@ void lammpsplugin_init(void *lmp, void *handle, void *regfunc);
 void mlipdrive_pair_init(void *lmp, void *handle, void *regfunc);
 
 /* from LAMMPS's C library interface (library.h), provided by the host process
- * (lammps_error exists only from 2023 on: the loader looks it up with dlsym) */
+ * (lammps_error is missing in older LAMMPS: the loader looks it up with dlsym) */
 int lammps_version(void *handle);
 
 #ifdef __cplusplus

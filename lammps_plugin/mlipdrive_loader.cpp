@@ -28,7 +28,7 @@ namespace {
 
 const char *const PAIR_LIBRARY = "libmlipdrive_pair.so";
 
-/* A warning in the LAMMPS log where lammps_error exists (LAMMPS >= 2023),
+/* A warning in the LAMMPS log where lammps_error exists (not in 29 Sep 2021),
  * else on stderr (older LAMMPS print nothing when a plugin registers nothing). */
 void warn(void *lmp, const std::string &message) {
     using error_function = void (*)(void *, int, const char *);

@@ -77,6 +77,20 @@ def build_other_lammps(release: str) -> OtherLammps:
     return OtherLammps(release, lmp, mpirun, plugin_dir / "libmlipdriveplugin.so")
 
 
+def test_doctor_checks_that_lammps(other_lammps):
+    """doctor runs that lmp for real, with the plugin built for it."""
+    mpi = {"trixie": "MPICH", "bookworm": "OpenMPI"}[other_lammps.release]
+    process = subprocess.run(
+        [sys.executable, "-m", "mlipdrive.cli", "doctor", "--lmp", str(other_lammps.lmp),
+         "--plugin-dir", str(other_lammps.plugin.parent)],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+    )
+    topic = f"LAMMPS {other_lammps.lmp.resolve()}"
+    assert f"{topic}: version " in process.stdout and f"MPI: {mpi}" in process.stdout, process.stdout
+    assert f"ok   {topic}: registers pair_style mlipdrive (plugin load" in process.stdout, process.stdout
+    assert process.returncode == 0, process.stdout
+
+
 @pytest.fixture(scope="module", params=list(RELEASES))
 def other_lammps(request) -> OtherLammps:
     return build_other_lammps(request.param)

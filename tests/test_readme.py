@@ -55,9 +55,10 @@ def test_every_block_is_run_or_listed():
 
 
 @pytest.mark.parametrize("readme, index, block", CASES, ids=[f"{r}#{i}" for r, i, _ in CASES])
-def test_readme_block(readme, index, block):
+def test_readme_block(readme, index, block, tmp_path):
     script = runnable(block)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # examples/ipi/run.sh writes its outputs to $WORKDIR: not into the checkout
+    env = dict(os.environ, OMP_NUM_THREADS="1", WORKDIR=str(tmp_path))
     env.pop("LAMMPS_PLUGIN_PATH", None)
     process = subprocess.run(["bash", "-e", "-c", script], cwd=READMES[readme], env=env,
                              capture_output=True, text=True, timeout=BLOCK_TIMEOUT,

@@ -24,7 +24,7 @@ TIMED_STEPS = 20
 
 def ms_per_step(plugin_dir: str, cells: int) -> float:
     env = lmp_environment({k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
-    env["LAMMPS_PLUGIN_PATH"] = plugin_dir
+    env["LAMMPS_PLUGIN_PATH"] = str(pathlib.Path(plugin_dir).resolve())
     env["OMP_NUM_THREADS"] = "1"
     # in.md's single `run ${steps}`, then TIMED_STEPS more (the -var steps run warms up)
     script = (EXAMPLE / "in.md").read_text() + f"\nrun {TIMED_STEPS}\n"

@@ -89,7 +89,8 @@ def try_plugin(lmp, plugin=None, bindings: bool = False) -> PluginTry:
     refusal = re.search(r"mlipdrive plugin was built for LAMMPS version [^:]+", output + errors)
     targets = [line.split(" to ")[1].split()[0] for line in errors.splitlines()
                if "`dgemm_'" in line and "libtorch_cpu" in line.split(" to ")[0]]
-    text = output + "\n".join(l for l in errors.splitlines() if "binding file" not in l)
+    # LD_DEBUG writes "PID: ..." lines to stderr: keep the rest
+    text = output + "\n".join(l for l in errors.splitlines() if not re.match(r"\s*\d+:", l))
     return PluginTry(
         loads=re.search(r"pair style plugin mlipdrive", output) is not None,
         lammps_version=banner.group(1) if banner else "unknown version",
@@ -116,12 +117,13 @@ def check_plugin_files() -> List[Finding]:
                                     f"torch {info['torch']})")]
 
 
-def plugin_folders() -> List[pathlib.Path]:
-    """Every plugin built in this environment: the wheel's and build-plugin's."""
+def plugin_folders(extra: List[str] = ()) -> List[pathlib.Path]:
+    """Every plugin built in this environment (the wheel's, build-plugin's) and ``extra``."""
     from .lammps import plugin_directory
 
     root = pathlib.Path(plugin_directory()).parent
     folders = [pathlib.Path(plugin_directory())] + sorted(root.glob("lammps-*"))
+    folders += [pathlib.Path(folder).resolve() for folder in extra]
     return [f for f in folders if (f / PLUGIN_FILES[2]).is_file()]
 
 
@@ -153,7 +155,7 @@ def lammps_version_id(version: str) -> Optional[int]:
     return int(match.group(3)) * 10000 + (months.index(match.group(2)) + 1) * 100 + int(match.group(1))
 
 
-def check_executable(lmp: pathlib.Path) -> List[Finding]:
+def check_executable(lmp: pathlib.Path, plugins: List[str] = ()) -> List[Finding]:
     """Version, MPI, C++ ABI, plugin load and BLAS binding of one LAMMPS."""
     from .binaries import lammps_library, mpi_flavour, uses_cxx11_abi
 
@@ -166,10 +168,10 @@ def check_executable(lmp: pathlib.Path) -> List[Finding]:
         findings.append(Finding("FAIL", topic, "built with the old C++ ABI "
                                 "(_GLIBCXX_USE_CXX11_ABI=0); torch 2.13 uses the new one",
                                 "rebuild this LAMMPS with the compiler's default ABI"))
-    return findings + check_plugin_in(lmp, probe, mpi)
+    return findings + check_plugin_in(lmp, probe, plugins)
 
 
-def check_plugin_in(lmp: pathlib.Path, probe: PluginTry, mpi: str) -> List[Finding]:
+def check_plugin_in(lmp: pathlib.Path, probe: PluginTry, plugins: List[str]) -> List[Finding]:
     """Load the plugin built for this LAMMPS's version (the wheel: by itself)."""
     topic = f"LAMMPS {lmp}"
     wanted = lammps_version_id(probe.lammps_version)
@@ -180,7 +182,7 @@ def check_plugin_in(lmp: pathlib.Path, probe: PluginTry, mpi: str) -> List[Findi
         outcome = try_plugin(lmp, bindings=True)
         how = "found through the lammps.plugins entry point, no plugin load line"
     else:
-        folders = [f for f in plugin_folders()
+        folders = [f for f in plugin_folders(plugins)
                    if json.loads((f / PLUGIN_FILES[2]).read_text())["lammps_version_id"] == wanted]
         if not folders:
             return [Finding("FAIL", topic, "no mlipdrive plugin built for this version", build_fix)]
@@ -252,10 +254,11 @@ def check_model(model: str, extensions: Optional[str]) -> List[Finding]:
                     f"extensions folder: {extensions or 'none needed'})")]
 
 
-def run_checks(executables: List[str], model: Optional[str], extensions: Optional[str]) -> List[Finding]:
+def run_checks(executables: List[str], plugins: List[str], model: Optional[str],
+               extensions: Optional[str]) -> List[Finding]:
     findings = check_plugin_files()
     for lmp in find_executables(executables):
-        findings += check_executable(lmp)
+        findings += check_executable(lmp, plugins)
     findings += check_threads() + check_cuda()
     if model is not None:
         findings += check_model(model, extensions)
@@ -269,13 +272,15 @@ def add_parser(subparsers):
     )
     parser.add_argument("--lmp", action="append", default=[],
                         help="a LAMMPS executable to check as well (repeatable)")
+    parser.add_argument("--plugin-dir", action="append", default=[],
+                        help="a folder with a plugin built by build-plugin --install-dir (repeatable)")
     parser.add_argument("--model", default=None, help="a model file to load")
     parser.add_argument("--extensions", default=None, help="the model's extensions folder")
     parser.set_defaults(func=_run_doctor)
 
 
 def _run_doctor(args) -> int:
-    findings = run_checks(args.lmp, args.model, args.extensions)
+    findings = run_checks(args.lmp, args.plugin_dir, args.model, args.extensions)
     for finding in findings:
         print("\n".join(finding.lines()))
     failed = sum(f.status == "FAIL" for f in findings)

@@ -203,6 +203,8 @@ def _run_build_plugin(args) -> int:
             raise FileNotFoundError(f"--lammps {args.lammps}: no such folder")
         install_dir = pathlib.Path(args.install_dir or default_install_dir(args.lammps))
         lmp = pathlib.Path(args.lmp) if args.lmp else find_lmp(args.lammps)
+    # absolute: lmp runs in a folder of its own for the check
+    install_dir, lmp = install_dir.resolve(), lmp.resolve() if lmp is not None else None
     build_dir = pathlib.Path(args.build_dir or install_dir.parent / "build" / install_dir.name)
     build(build_dir, install_dir, lammps=args.lammps, mpicxx=args.mpicxx, jobs=args.jobs)
     plugin = install_dir / PLUGIN_FILES[0]
