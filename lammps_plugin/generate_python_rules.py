@@ -182,11 +182,12 @@ class CppExpression:
     def __ne__(self, other):
         return self._binary("!=", other)
 
+    # bitwise on bools, as torch's elementwise & and |: no short circuit, no branch
     def __and__(self, other):
-        return self._binary("&&", other)
+        return self._binary("&", other)
 
     def __or__(self, other):
-        return self._binary("||", other)
+        return self._binary("|", other)
 
     @staticmethod
     def where(condition, if_true, if_false) -> "CppExpression":

@@ -29,13 +29,12 @@ static metatensor_torch::Labels make_labels(std::vector<std::string> names, torc
     );
 }
 
-void RowBuffer::start(int64_t rows) {
-    count_ = 0;
+void RowBuffer::start(int64_t rows, int64_t keep) {
+    count_ = std::min(keep, count_);
     // the last step's tensors may still be held outside (a model that kept its
-    // inputs): never write under them
+    // inputs): never write under them, copy the rows to keep instead
     if (buffer_.defined() && buffer_.storage().use_count() > 1) {
-        buffer_ = torch::Tensor();
-        capacity_ = 0;
+        grow(std::max(capacity_, rows));
     }
     reserve(rows);
 }
@@ -49,6 +48,14 @@ void RowBuffer::grow(int64_t capacity) {
     data_ = buffer_.data_ptr();
     capacity_ = buffer_.size(0);
 }
+
+/// how many near candidates ahead fill_block asks for coordinates (the near
+/// list has this many padding pairs at its end)
+static constexpr int64_t PREFETCH = 16;
+
+/// settled/dropped margin, as a fraction of the largest cutoff: wider means more
+/// near pairs to test per step, narrower means more frequent sorts
+static constexpr double MARGIN = 0.05;
 
 SystemAdaptor::SystemAdaptor(
     LAMMPS* lmp,
@@ -71,11 +78,12 @@ SystemAdaptor::SystemAdaptor(
     xyz_ = make_labels({"xyz"}, torch::tensor({0, 1, 2}, int_options).reshape({3, 1}))->to(device_);
     distance_ = make_labels({"distance"}, torch::zeros({1, 1}, int_options))->to(device_);
     blocks.resize(requests_.size());
-    for (size_t k = 0; k < requests_.size(); k++) {
-        sample_buffers_.emplace_back(5, torch::kInt32);
-        vector_buffers_.emplace_back(3, dtype_);
-        atom_buffers_.emplace_back(2, torch::kInt32);
+    double max_cutoff = 0.0;
+    for (const auto& request: requests_) {
+        pairs_.emplace_back(dtype_);
+        max_cutoff = std::max(max_cutoff, request.cutoff);
     }
+    margin_ = MARGIN * max_cutoff;
 }
 
 void SystemAdaptor::select_atoms(const std::vector<int32_t>& atomic_numbers) {
@@ -192,11 +200,11 @@ void SystemAdaptor::fold_ghost(int b, const std::vector<int>& owner_of_tag) {
 void SystemAdaptor::collect_candidates(NeighList* list) {
     candidate_first_.clear();
     candidate_start_.assign(1, 0);
-    candidate_second_.clear();
     // ghosts layout: the list also has the ghosts' own pairs (REQ_GHOST); each
     // unordered pair is in the list of at least one of its atoms, and the
     // half-list rule keeps one orientation (in the ghosts layout: a < b)
     const int n_listed = list->inum + (periodic_ ? 0 : list->gnum);
+    int64_t n = 0;
     for (int ii = 0; ii < n_listed; ii++) {
         const int a = list->ilist[ii];
         const int32_t first = pair_index_[a];
@@ -205,19 +213,24 @@ void SystemAdaptor::collect_candidates(NeighList* list) {
         }
         const int* neighbors = list->firstneigh[a];
         const int count = list->numneigh[a];
+        if (n + count > static_cast<int64_t>(candidate_second_.size())) {
+            candidate_second_.resize(std::max(2 * candidate_second_.size(), static_cast<size_t>(n + count)));
+        }
+        // every neighbour is written at n, which only moves on for the kept ones
+        int* second_atoms = candidate_second_.data();
         for (int jj = 0; jj < count; jj++) {
             const int b = neighbors[jj] & NEIGHMASK;
             const int32_t second = pair_index_[b];
             const int32_t* shift = &image_shift_[3 * static_cast<size_t>(b)];
-            if (second >= 0 && half_list_keep(first, second, shift[0], shift[1], shift[2])) {
-                candidate_second_.push_back(b);
-            }
+            second_atoms[n] = b;
+            n += (second >= 0) & half_list_keep(first, second, shift[0], shift[1], shift[2]);
         }
-        if (static_cast<int64_t>(candidate_second_.size()) > candidate_start_.back()) {
+        if (n > candidate_start_.back()) {
             candidate_first_.push_back(a);
-            candidate_start_.push_back(static_cast<int64_t>(candidate_second_.size()));
+            candidate_start_.push_back(n);
         }
     }
+    candidate_second_.resize(n);
 }
 
 void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector<int32_t>& atomic_numbers,
@@ -232,12 +245,112 @@ void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector
         select_atoms(atomic_numbers);
         index_pair_atoms();
         collect_candidates(list);
+        sort_candidates();
+    } else if (moved_too_far()) {
+        sort_candidates();
     }
     build_positions_and_cell(need_cell_gradient);
     for (size_t k = 0; k < requests_.size(); k++) {
         build_block(k);
     }
     build_selected_atoms();
+}
+
+void SystemAdaptor::sort_candidates() {
+    const double* x = lmp_->atom->x[0];
+    const int64_t n_values = 3 * static_cast<int64_t>(lmp_->atom->nlocal + lmp_->atom->nghost);
+    sorted_at_.assign(x, x + n_values);
+    for (size_t k = 0; k < requests_.size(); k++) {
+        sort_request(k);
+    }
+}
+
+/// One pair's sample and LAMMPS atoms: (a, b) with System indices (i, j) and
+/// cell shift sign * s.
+static inline void write_sample(int32_t* sample, int32_t* atom, int a, int b, int32_t i, int32_t j,
+                                const int32_t* s, int sign) {
+    sample[0] = i;
+    sample[1] = j;
+    sample[2] = sign * s[0];
+    sample[3] = sign * s[1];
+    sample[4] = sign * s[2];
+    atom[0] = a;
+    atom[1] = b;
+}
+
+void SystemAdaptor::sort_request(size_t request_index) {
+    auto& pairs = pairs_[request_index];
+    const bool full = requests_[request_index].options->full_list();
+    const int64_t per_pair = full ? 2 : 1;
+    const double cutoff = requests_[request_index].cutoff;
+    // a little inside the margin, for the rounding of the distances
+    const double slack = 1e-9 * cutoff;
+    const double settled = std::max(cutoff - margin_ - slack, 0.0);
+    const double settled2 = settled * settled;
+    const double dropped2 = (cutoff + margin_ + slack) * (cutoff + margin_ + slack);
+    const double* x = sorted_at_.data();
+    pairs.samples.start(pairs.settled);
+    pairs.atoms.start(pairs.settled);
+    int64_t n = 0;
+    int64_t m = 0;
+    for (size_t row = 0; row < candidate_first_.size(); row++) {
+        const int64_t begin = candidate_start_[row];
+        const int64_t end = candidate_start_[row + 1];
+        pairs.samples.reserve(n + per_pair * (end - begin));
+        pairs.atoms.reserve(n + per_pair * (end - begin));
+        if (2 * (m + end - begin) > static_cast<int64_t>(pairs.near.size())) {
+            pairs.near.resize(std::max(2 * pairs.near.size(), static_cast<size_t>(2 * (m + end - begin))));
+        }
+        int32_t* sample = pairs.samples.data<int32_t>();
+        int32_t* atom = pairs.atoms.data<int32_t>();
+        int* near = pairs.near.data();
+        const int a = candidate_first_[row];
+        const int32_t i = pair_index_[a];
+        const double* xa = x + 3 * static_cast<int64_t>(a);
+        // each candidate is written as settled at n and as near at m; only the
+        // count of its kind moves on (no branch on the distance)
+        for (int64_t c = begin; c < end; c++) {
+            const int b = candidate_second_[c];
+            const double* xb = x + 3 * static_cast<int64_t>(b);
+            const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+            const double d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+            const int32_t j = pair_index_[b];
+            const int32_t* s = &image_shift_[3 * static_cast<size_t>(b)];
+            write_sample(sample + 5 * n, atom + 2 * n, a, b, i, j, s, 1);
+            if (full) {
+                write_sample(sample + 5 * (n + 1), atom + 2 * (n + 1), b, a, j, i, s, -1);
+            }
+            near[2 * m] = a;
+            near[2 * m + 1] = b;
+            const bool is_settled = d2 < settled2;
+            n += is_settled ? per_pair : 0;
+            m += (!is_settled) & (d2 < dropped2);
+        }
+        pairs.samples.set_count(n);
+        pairs.atoms.set_count(n);
+    }
+    pairs.settled = n;
+    // the near candidates' look-ahead (see fill_block) reads past the end
+    pairs.near.resize(2 * (m + PREFETCH));
+    std::fill(pairs.near.begin() + 2 * m, pairs.near.end(), 0);
+}
+
+bool SystemAdaptor::moved_too_far() const {
+    const double* x = lmp_->atom->x[0];
+    const int64_t n_values = 3 * static_cast<int64_t>(lmp_->atom->nlocal + lmp_->atom->nghost);
+    if (n_values != static_cast<int64_t>(sorted_at_.size())) {
+        return true;
+    }
+    double largest2 = 0.0;
+    for (int64_t k = 0; k < n_values; k += 3) {
+        const double d0 = x[k] - sorted_at_[k];
+        const double d1 = x[k + 1] - sorted_at_[k + 1];
+        const double d2 = x[k + 2] - sorted_at_[k + 2];
+        largest2 = std::max(largest2, d0 * d0 + d1 * d1 + d2 * d2);
+    }
+    // two atoms of a pair each moved at most sqrt(largest2): its length changed
+    // by at most twice that
+    return 2.0 * std::sqrt(largest2) > margin_;
 }
 
 /// A host tensor as a leaf on `device`: the same storage on the CPU, a copy elsewhere.
@@ -297,73 +410,66 @@ void SystemAdaptor::build_positions_and_cell(bool need_cell_gradient) {
     );
 }
 
-/// One pair (a, b) with System indices (i, j), cell shift sign * s and vector
-/// sign * d: its sample, vector and LAMMPS atoms.
 template <typename T>
-static inline void write_pair(int32_t* sample, T* vector, int32_t* atom, int a, int b, int32_t i, int32_t j,
-                              const int32_t* s, int sign, const double* d) {
-    sample[0] = i;
-    sample[1] = j;
-    sample[2] = sign * s[0];
-    sample[3] = sign * s[1];
-    sample[4] = sign * s[2];
+static inline void write_vector(T* vector, int sign, const double* d) {
     vector[0] = static_cast<T>(sign * d[0]);
     vector[1] = static_cast<T>(sign * d[1]);
     vector[2] = static_cast<T>(sign * d[2]);
-    atom[0] = a;
-    atom[1] = b;
 }
 
 template <typename T, bool SHIFTS, bool FULL>
 void SystemAdaptor::fill_block(size_t request_index) {
     static const int32_t no_shift[3] = {0, 0, 0};
     constexpr int64_t per_pair = FULL ? 2 : 1;
-    auto& samples = sample_buffers_[request_index];
-    auto& vectors = vector_buffers_[request_index];
-    auto& atoms = atom_buffers_[request_index];
+    auto& pairs = pairs_[request_index];
     const double cutoff = requests_[request_index].cutoff;
     const double cutoff2 = cutoff * cutoff;
     const double* x = lmp_->atom->x[0];
-    // about as many as last step; at the first, half the candidates
-    const int64_t last = samples.count();
-    const int64_t expected = last > 0 ? last + last / 16 + 64
-                                      : per_pair * static_cast<int64_t>(candidate_second_.size()) / 2;
-    samples.start(expected);
-    vectors.start(expected);
-    atoms.start(expected);
+    const int64_t n_near = static_cast<int64_t>(pairs.near.size()) / 2 - PREFETCH;
+    const int64_t room = pairs.settled + per_pair * n_near;
+    pairs.samples.start(room, pairs.settled);
+    pairs.atoms.start(room, pairs.settled);
+    pairs.vectors.start(room);
 
-    // every candidate is written at row n, which only moves on for pairs
-    // inside the cutoff: no branch on the distance
-    int64_t n = 0;
-    for (size_t row = 0; row < candidate_first_.size(); row++) {
-        const int64_t end = candidate_start_[row + 1];
-        const int64_t room = n + per_pair * (end - candidate_start_[row]);
-        samples.reserve(room);
-        vectors.reserve(room);
-        atoms.reserve(room);
-        int32_t* sample = samples.data<int32_t>();
-        T* vector = vectors.data<T>();
-        int32_t* atom = atoms.data<int32_t>();
-        const int a = candidate_first_[row];
-        const double* xa = x + 3 * static_cast<int64_t>(a);
-        const int32_t i = pair_index_[a];
-        for (int64_t c = candidate_start_[row]; c < end; c++) {
-            const int b = candidate_second_[c];
-            const double* xb = x + 3 * static_cast<int64_t>(b);
-            const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
-            const bool inside = d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff2;
-            const int32_t j = pair_index_[b];
-            const int32_t* s = SHIFTS ? &image_shift_[3 * static_cast<size_t>(b)] : no_shift;
-            write_pair(sample + 5 * n, vector + 3 * n, atom + 2 * n, a, b, i, j, s, 1, d);
-            if (FULL) {
-                write_pair(sample + 5 * (n + 1), vector + 3 * (n + 1), atom + 2 * (n + 1), b, a, j, i, s, -1, d);
-            }
-            n += inside ? per_pair : 0;
-        }
-        samples.set_count(n);
-        vectors.set_count(n);
-        atoms.set_count(n);
+    // settled pairs: their vectors only (a reversed pair's atoms are (b, a))
+    const int32_t* atom = pairs.atoms.data<int32_t>();
+    T* vector = pairs.vectors.data<T>();
+    for (int64_t p = 0; p < pairs.settled; p++) {
+        const double* xa = x + 3 * static_cast<int64_t>(atom[2 * p]);
+        const double* xb = x + 3 * static_cast<int64_t>(atom[2 * p + 1]);
+        const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+        write_vector(vector + 3 * p, 1, d);
     }
+
+    // near candidates: each is written at row n, which only moves on for pairs
+    // inside the cutoff (no branch on the distance)
+    int32_t* sample = pairs.samples.data<int32_t>();
+    int32_t* atoms = pairs.atoms.data<int32_t>();
+    const int* near = pairs.near.data();
+    int64_t n = pairs.settled;
+    for (int64_t c = 0; c < n_near; c++) {
+        // the coordinates are gathered from all over x: ask for them early
+        __builtin_prefetch(x + 3 * static_cast<int64_t>(near[2 * (c + PREFETCH) + 1]));
+        const int a = near[2 * c];
+        const int b = near[2 * c + 1];
+        const double* xa = x + 3 * static_cast<int64_t>(a);
+        const double* xb = x + 3 * static_cast<int64_t>(b);
+        const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+        const bool inside = d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff2;
+        const int32_t i = pair_index_[a];
+        const int32_t j = pair_index_[b];
+        const int32_t* s = SHIFTS ? &image_shift_[3 * static_cast<size_t>(b)] : no_shift;
+        write_sample(sample + 5 * n, atoms + 2 * n, a, b, i, j, s, 1);
+        write_vector(vector + 3 * n, 1, d);
+        if (FULL) {
+            write_sample(sample + 5 * (n + 1), atoms + 2 * (n + 1), b, a, j, i, s, -1);
+            write_vector(vector + 3 * (n + 1), -1, d);
+        }
+        n += inside ? per_pair : 0;
+    }
+    pairs.samples.set_count(n);
+    pairs.atoms.set_count(n);
+    pairs.vectors.set_count(n);
 }
 
 void SystemAdaptor::build_block(size_t request_index) {
@@ -385,12 +491,13 @@ void SystemAdaptor::build_block(size_t request_index) {
         }
     }
     auto& block = blocks[request_index];
-    block.atoms = atom_buffers_[request_index].rows();
+    auto& pairs = pairs_[request_index];
+    block.atoms = pairs.atoms.rows();
     const int64_t n_pairs = block.size();
-    block.vectors = leaf_on(vector_buffers_[request_index].rows(), device_);
+    block.vectors = leaf_on(pairs.vectors.rows(), device_);
     auto sample_labels = make_labels(
         {"first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"},
-        sample_buffers_[request_index].rows()
+        pairs.samples.rows()
     );
     if (!device_.is_cpu()) {
         sample_labels = sample_labels->to(device_);

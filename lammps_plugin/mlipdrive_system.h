@@ -27,12 +27,18 @@
  * (and the cell) are leaves too, for models that recompute the pair vectors
  * from positions, cell and shifts (metatrain's MACE does).
  *
- * Cost: at a rebuild, the candidates (LAMMPS's pairs within the list cutoff,
- * each unordered pair once, oriented by the half-list rule of
- * mlipdrive.neighbors.half_list_keep, generated into mlipdrive_python_rules.h)
- * are stored in compressed rows. Each step is then one pass over them that
- * writes the pairs inside each cutoff straight into the model's dtype; the
- * buffers are kept between steps (no allocation, no second copy).
+ * Cost: per step, only what changed. At a rebuild the candidates (LAMMPS's
+ * pairs within the list cutoff, each unordered pair once, oriented by the
+ * half-list rule of mlipdrive.neighbors.half_list_keep, generated into
+ * mlipdrive_python_rules.h) are stored in compressed rows, then sorted once per
+ * request against the atoms' positions: pairs shorter than cutoff - margin are
+ * "settled" (their samples are written once), pairs longer than cutoff +
+ * margin are dropped, the rest are "near". While no atom has moved more than
+ * margin / 2 since the sort, a settled pair stays inside and a dropped one
+ * outside, so each step only writes the settled pairs' vectors and tests the
+ * near ones; an atom that moves further triggers a new sort. Every buffer is
+ * kept between steps and written in the model's dtype (no allocation, no
+ * second copy).
  */
 #pragma once
 
@@ -62,8 +68,8 @@ struct PairRequest {
 class RowBuffer {
 public:
     RowBuffer(int64_t columns, torch::ScalarType dtype): columns_(columns), dtype_(dtype) {}
-    /// start a step: no rows yet, room for about `rows`
-    void start(int64_t rows);
+    /// start a step keeping the first `keep` rows, with room for about `rows`
+    void start(int64_t rows, int64_t keep = 0);
     /// room for `rows` rows, keeping those written so far (count())
     void reserve(int64_t rows) {
         if (rows > capacity_) {
@@ -85,6 +91,21 @@ private:
     void* data_ = nullptr;
     int64_t capacity_ = 0;
     int64_t count_ = 0;
+};
+
+/// One request's pairs between two sorts of the candidates.
+struct RequestPairs {
+    explicit RequestPairs(torch::ScalarType dtype): vectors(3, dtype) {}
+    /// samples (first_atom, second_atom, cell shift) of this step's pairs
+    RowBuffer samples{5, torch::kInt32};
+    /// their vectors x_b - x_a in the model's dtype
+    RowBuffer vectors;
+    /// their LAMMPS atoms (a, b)
+    RowBuffer atoms{2, torch::kInt32};
+    /// rows [0, settled) are the settled pairs, the same since the sort
+    int64_t settled = 0;
+    /// the near candidates (a, b), tested at each step
+    std::vector<int> near;
 };
 
 /// The pairs of one request, for one step: what the model sees and what the
@@ -146,6 +167,11 @@ private:
     std::vector<int> local_owners() const;
     /// candidate pairs from LAMMPS's list, within the largest cutoff + skin
     void collect_candidates(LAMMPS_NS::NeighList* list);
+    /// settled, near or dropped: each request's candidates at the current positions
+    void sort_candidates();
+    void sort_request(size_t request_index);
+    /// whether some atom moved more than margin / 2 since the last sort
+    bool moved_too_far() const;
     void build_positions_and_cell(bool need_cell_gradient);
     /// this step's pairs of one request, into its buffers (T: the model's
     /// dtype; SHIFTS: periodic layout; FULL: full list)
@@ -176,12 +202,13 @@ private:
     std::vector<int> candidate_first_;
     std::vector<int64_t> candidate_start_;
     std::vector<int> candidate_second_;
-    /// kept between steps: System positions, and each request's samples,
-    /// vectors and LAMMPS atoms
+    /// LAMMPS coordinates (local and ghost) at the last sort
+    std::vector<double> sorted_at_;
+    /// how far (LAMMPS length units) from its cutoff a pair is settled or dropped
+    double margin_ = 0.0;
+    /// kept between steps: System positions, and each request's pairs
     RowBuffer positions_buffer_;
-    std::vector<RowBuffer> sample_buffers_;
-    std::vector<RowBuffer> vector_buffers_;
-    std::vector<RowBuffer> atom_buffers_;
+    std::vector<RequestPairs> pairs_;
     torch::Tensor types_;
     int64_t selected_count_ = -1;
     metatensor_torch::Labels xyz_;

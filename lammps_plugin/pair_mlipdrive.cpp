@@ -766,6 +766,10 @@ static bool scatter_pairs(const int32_t* atoms, int64_t n_pairs, const T* g, dou
     int64_t current = -1;
     double sum[3] = {0.0, 0.0, 0.0};
     for (int64_t p = 0; p < n_pairs; p++) {
+        if (p + 16 < n_pairs) {
+            // the second atoms' forces are spread over f: ask for them early
+            __builtin_prefetch(f + 3 * static_cast<int64_t>(atoms[2 * p + 33]), 1);
+        }
         const int64_t a = 3 * static_cast<int64_t>(atoms[2 * p]);
         const int64_t b = 3 * static_cast<int64_t>(atoms[2 * p + 1]);
         const double g0 = static_cast<double>(g[3 * p]);
