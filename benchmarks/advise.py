@@ -145,11 +145,11 @@ def _structure_atoms(path: str) -> int:
 
 
 def measure(plan: Plan, workdir: pathlib.Path, *, rounds: int = 1, budget_scale: float = 1.0,
-            engines: Optional[List[str]] = None, settings: Optional[List[str]] = None,
-            floor: bool = True, progress: bool = True) -> Tuple[List[dict], dict, dict]:
-    """Run every layout of ``plan``: (rows, model, system facts). One harness run
-    per thread count (its ranks in one go), each row with the threads seen per
-    process."""
+            settings: Optional[List[str]] = None,
+            progress: bool = True) -> Tuple[List[dict], dict, dict]:
+    """Run every layout of ``plan`` (with these settings, ``budget_scale`` x the
+    time per repeat): (rows, model, system facts). One harness run per thread
+    count (its ranks in one go), each row with the threads seen per process."""
     from .progress import Progress
     from .runner import Options
     from .runner import run as run_matrix
@@ -163,7 +163,8 @@ def measure(plan: Plan, workdir: pathlib.Path, *, rounds: int = 1, budget_scale:
         by_threads.setdefault(threads, []).append(ranks)
     for threads, ranks in sorted(by_threads.items()):
         options = Options(
-            models=(plan.model,), engines=tuple((["raw"] if floor else []) + (engines or plan.engines)),
+            # the raw model cost first: the floor, and what sets the steps per repeat
+            models=(plan.model,), engines=("raw", *plan.engines),
             sizes=(plan.atoms,), settings=tuple(settings or plan.settings),
             ranks=tuple(sorted(ranks)), threads=threads, structure=plan.structure,
             budget_s=plan.budget_s * budget_scale, repeats=plan.repeats, warmup=plan.warmup,
@@ -313,7 +314,7 @@ def run(args) -> int:
 
             chosen = sorted(set(recommended_settings(record).values()))
             record["check_rows"], _, _ = measure(
-                plan, work / "check", rounds=2, budget_scale=3.0, settings=chosen, floor=False,
+                plan, work / "check", rounds=2, budget_scale=3.0, settings=chosen,
                 progress=not args.no_progress,
             )
     finally:

@@ -10,7 +10,7 @@ import pathlib
 import shlex
 from typing import Dict, List, Optional
 
-from .ghosts import RankCosts, crossover
+from .ghosts import EXTRA_FIXED, EXTRA_PER_GHOST, RankCosts, crossover
 from .models import MACE_PATH, ROOT
 
 ENGINE_NAMES = {"lammps": "LAMMPS (pair_style mlipdrive)", "ipi": "i-PI (mlipdrive ipi)"}
@@ -120,30 +120,45 @@ def _find(rows: List[dict], **fields) -> Optional[dict]:
 
 
 def rank_lines(record: dict, engine: str, settings: str) -> List[str]:
+    """When more ranks would pay, projected both ways (:data:`EXTRA_FIXED`,
+    :data:`EXTRA_PER_GHOST`): the two ends of what one measurement allows."""
     lines = []
     counts = sorted({r["ranks"] for r in options(record["rows"], engine, settings)} - {1})
     for ranks in counts:
         costs = rank_costs(record, engine, settings, ranks)
         if costs is None:
             continue
-        result = crossover(costs)
+        found = {}
+        for extra in (EXTRA_FIXED, EXTRA_PER_GHOST):
+            costs.extra = extra
+            found[extra] = crossover(costs)
+        result = found[EXTRA_PER_GHOST]
         measured = (f"measured at {costs.atoms} atoms: {costs.ghosts(costs.atoms):.0f} ghosts per "
                     f"rank ({_counted(engine)}; {costs.ghost_scale:.2f}x the geometric count of a "
                     f"{costs.shell:g} Å shell), {100 * result.ghost_share_measured:.0f} % of the "
-                    f"atoms a rank evaluates; one ghost costs {result.ghost_cost_ratio:.2f}x a "
-                    "local atom")
-        if result.atoms is None:
-            verdict = (f"{ranks} ranks x 1 thread never beat the best one-rank layout: even "
-                       "without ghosts their measured per-atom cost is higher")
-        elif result.atoms <= costs.atoms:
-            verdict = f"{ranks} ranks x 1 thread already pay at this size"
-        else:
-            verdict = (f"{ranks} ranks x 1 thread would start to pay from about "
-                       f"{_atoms(result.atoms)} atoms, where the ghosts' share falls below "
-                       f"{100 * result.ghost_share_threshold:.0f} %")
-        lines.append(f"- {verdict} ({measured}; projected with every cost per atom as "
-                     "measured and the shell's geometry: an estimate, not a measurement)")
+                    f"atoms a rank evaluates; the ranks paid {costs.extra_ms:.3g} ms/step beyond "
+                    f"their share of the one-rank work, {result.ghost_cost_ratio:.2f}x a local "
+                    "atom's cost per ghost")
+        lines.append(f"- {_verdict(ranks, costs.atoms, found)} ({measured}; projected with "
+                     "the shell's geometry and every cost as measured: an estimate, not a "
+                     "measurement)")
     return lines
+
+
+def _verdict(ranks: int, atoms: int, found: dict) -> str:
+    low, high = found[EXTRA_FIXED], found[EXTRA_PER_GHOST]
+    who = f"{ranks} ranks x 1 thread"
+    if low.atoms is None and high.atoms is None:
+        return (f"{who} never beat the best one-rank layout: even without ghosts their "
+                "measured cost per atom is higher")
+    if high.atoms is not None and high.atoms <= atoms:
+        return f"{who} already pay at this size"
+    def size(result):
+        return "never" if result.atoms is None else f"{_atoms(result.atoms)} atoms " \
+            f"(ghosts below {100 * result.ghost_share_threshold:.0f} % of a rank's atoms)"
+    return (f"{who} would start to pay from about {size(low)} if what the ranks paid beyond "
+            f"their share is a cost per step and a ghost costs at most a local atom, to "
+            f"{size(high)} if all of it grows with the ghosts")
 
 
 def _counted(engine: str) -> str:
@@ -194,8 +209,8 @@ def markdown(record: dict) -> str:
         f"average {record['machine'].get('load_average')} -> "
         f"{record['machine'].get('load_average_end')}  ",
         f"Model: interaction range {model['interaction_range']:g} Å, cutoff {model['cutoff']:g} Å; "
-        f"ghost shell LAMMPS {model['shell']['lammps']:g} Å (+ neighbor skin 2), i-PI client "
-        f"{model['shell']['ipi']:g} Å (+ settings skin)  ",
+        f"ghost shell LAMMPS {model['shell']['lammps']:g} Å (range + neighbor skin), i-PI client "
+        f"{model['shell']['ipi']:g} Å (range + the skin setting)  ",
         f"Timestep for ns/day: {plan['timestep_fs']:g} fs. Each figure: median of "
         f"{plan['repeats']} repeats of ~{plan['budget_s']:g} s, after {plan['warmup']} warm-up steps.",
         "",

@@ -101,6 +101,12 @@ def scaled_lengths(lengths: Sequence[float], atoms0: float, atoms: float) -> np.
     return np.asarray(lengths, dtype=float) * (atoms / atoms0) ** (1.0 / 3.0)
 
 
+#: how what the ranks paid beyond their share of the one-rank work is carried
+#: to other sizes: all of it per ghost, or per ghost what a local atom costs
+#: and the rest per step (MPI latency, synchronisation)
+EXTRA_PER_GHOST, EXTRA_FIXED = "per-ghost", "fixed"
+
+
 @dataclasses.dataclass
 class RankCosts:
     """What one engine's measured rows say, at ``atoms`` atoms (ms per step).
@@ -108,7 +114,9 @@ class RankCosts:
     ``one_rank_ms`` is 1 rank x 1 thread, of which ``serial_ms`` does not split
     over ranks (i-PI's own side of the step); ``ranks_ms`` is ``ranks`` ranks x
     1 thread; ``best_ms`` the best one-rank layout on the same cores (any
-    threads).
+    threads). One measurement cannot tell a cost per ghost from a cost per
+    step: ``extra`` says which the projection assumes (:data:`EXTRA_PER_GHOST`
+    or :data:`EXTRA_FIXED`).
     """
 
     engine: str
@@ -123,26 +131,42 @@ class RankCosts:
     #: ghosts counted at ``atoms`` (the engine's own) over the geometric count:
     #: a crystal's lattice planes make the shell hold a few % more or less
     ghost_scale: float = 1.0
+    extra: str = EXTRA_PER_GHOST
 
     def ghosts(self, atoms: float) -> float:
         lengths = scaled_lengths(self.lengths, self.atoms, atoms)
         return self.ghost_scale * GHOSTS[self.engine](atoms, lengths, self.ranks, self.shell)
 
     @property
-    def ghost_ms(self) -> float:
-        """Measured cost of one ghost atom (ms/step): what the ranks' step costs
-        beyond the serial part and their share of the one-rank work, per ghost
-        (communication included); 0 where nothing is left over."""
+    def local_ms(self) -> float:
+        """Measured cost of one local atom (ms/step) on one rank."""
+        return (self.one_rank_ms - self.serial_ms) / self.atoms
+
+    @property
+    def extra_ms(self) -> float:
+        """What the ranks' step cost beyond the serial part and their share of
+        the one-rank work (ghosts, communication); 0 where nothing is left."""
         parallel = self.one_rank_ms - self.serial_ms
-        extra = self.ranks_ms - self.serial_ms - parallel / self.ranks
+        return max(self.ranks_ms - self.serial_ms - parallel / self.ranks, 0.0)
+
+    @property
+    def ghost_ms(self) -> float:
+        """Cost of one ghost atom (ms/step) as the projection carries it."""
         ghosts = self.ghosts(self.atoms)
-        return max(extra, 0.0) / ghosts if ghosts > 0 else 0.0
+        per_ghost = self.extra_ms / ghosts if ghosts > 0 else 0.0
+        return per_ghost if self.extra == EXTRA_PER_GHOST else min(per_ghost, self.local_ms)
+
+    @property
+    def fixed_ms(self) -> float:
+        """Cost per step that does not grow with the size (0 for per-ghost)."""
+        return max(self.extra_ms - self.ghost_ms * self.ghosts(self.atoms), 0.0)
 
     def predicted_ranks_ms(self, atoms: float) -> float:
-        """The ranks' ms/step at ``atoms`` atoms, every cost per atom as measured."""
+        """The ranks' ms/step at ``atoms`` atoms, every cost as measured."""
         scale = atoms / self.atoms
         parallel = self.one_rank_ms - self.serial_ms
-        return (self.serial_ms + parallel / self.ranks) * scale + self.ghost_ms * self.ghosts(atoms)
+        return ((self.serial_ms + parallel / self.ranks) * scale
+                + self.ghost_ms * self.ghosts(atoms) + self.fixed_ms)
 
     def predicted_best_ms(self, atoms: float) -> float:
         return self.best_ms * atoms / self.atoms
@@ -165,9 +189,9 @@ class Crossover:
 def crossover(costs: RankCosts, largest: float = 1e10) -> Crossover:
     """The size at which ``costs.ranks`` ranks overtake the best one-rank
     layout, by bisection on log(atoms): the ranks' cost per atom falls with
-    size (the shell's share shrinks as atoms^-1/3), the one-rank cost per atom
-    is constant."""
-    local_ms = (costs.one_rank_ms - costs.serial_ms) / costs.atoms
+    size (the shell's share shrinks as atoms^-1/3, a fixed cost as 1/atoms),
+    the one-rank cost per atom is constant."""
+    local_ms = costs.local_ms
     ratio = costs.ghost_ms / local_ms if local_ms > 0 else math.inf
     measured = _share(costs, costs.atoms)
 

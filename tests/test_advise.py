@@ -91,6 +91,21 @@ def test_crossover_is_where_the_ranks_become_faster():
     assert found.ghost_cost_ratio == pytest.approx(0.03 / 0.1)
 
 
+def test_fixed_extra_keeps_a_ghost_at_most_a_local_atom():
+    # the ranks paid 0.2 ms per ghost: as a fixed cost, a ghost costs a local
+    # atom (0.1 ms) and the rest is per step; both reproduce the measurement
+    made = costs(ranks_ms=0.0)
+    made.ranks_ms = 50.0 + 0.2 * made.ghosts(made.atoms)
+    made.extra = ghosts.EXTRA_FIXED
+    assert made.ghost_ms == pytest.approx(0.1)
+    assert made.fixed_ms == pytest.approx(0.1 * made.ghosts(made.atoms))
+    assert made.predicted_ranks_ms(made.atoms) == pytest.approx(made.ranks_ms)
+    fixed = ghosts.crossover(made).atoms
+    made.extra = ghosts.EXTRA_PER_GHOST
+    assert made.predicted_ranks_ms(made.atoms) == pytest.approx(made.ranks_ms)
+    assert fixed < ghosts.crossover(made).atoms  # a fixed cost fades sooner
+
+
 def test_ranks_never_pay_when_threads_already_split_the_work():
     # one rank with two threads as fast as two ghost-free ranks: nothing left to win
     assert ghosts.crossover(costs(best_ms=50.0)).atoms is None

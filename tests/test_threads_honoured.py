@@ -36,6 +36,7 @@ LAYOUTS = [
     (2, 1, "1"),
     (2, 2, "1"),  # 4 threads on 2 cores: still 2 per rank
     (1, 0, "2"),  # threads 0: OMP_NUM_THREADS
+    (1, 0, None),  # threads 0, no OMP_NUM_THREADS: every usable core
     (2, 0, None),  # threads 0, no OMP_NUM_THREADS: usable cores // 2 ranks
 ]
 # the oversubscribed layout is slow on 2 shared cores: make test-matrix
