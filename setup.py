@@ -18,7 +18,7 @@ from setuptools.command.build import build
 from setuptools.dist import Distribution
 
 ROOT = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "driver" / "mlipdrive"))
+sys.path.insert(0, str(ROOT / "lammps_plugin" / "python"))
 import plugin_build  # noqa: E402  (standard library only; mlipdrive may not be importable yet)
 
 BUILD_DIR = ROOT / "build" / "lammps-plugin"

@@ -76,7 +76,7 @@ def ipi_energy(atoms, model: str, device: str, workdir: pathlib.Path):
     with ASE's Bohr, 1e-8 relative away from them, so the structure the model
     saw is the one of i-PI's trajectory, not the file."""
     from mlipdrive.ipi._client import BOHR_PER_ANGSTROM, HARTREE_PER_EV
-    from mlipdrive.ipi.testing import Simulation, read_binary_trajectory, run_simulation
+    from ipi_testing import Simulation, read_binary_trajectory, run_simulation
 
     run = run_simulation(workdir, atoms, Simulation(steps=1), model, ["mlipdrive"],
                          extra=["--device", device])

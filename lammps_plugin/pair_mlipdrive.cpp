@@ -3,7 +3,7 @@
  *
  * The pair-style lifecycle: one method per input command (pair_style ->
  * settings, pair_coeff -> coeff, run -> init_style/init_one/compute). The model
- * side mirrors driver/mlipdrive (model_loading.py, potential.py) and is tested
+ * side mirrors driver/mlipdrive (loading.py, potential.py) and is tested
  * against it.
  */
 #include "pair_mlipdrive.h"

@@ -16,7 +16,7 @@ import sysconfig
 import pytest
 
 from mlipdrive.lammps import plugin_directory
-from mlipdrive.plugin_build import PLUGIN_FILES
+from mlipdrive.lammps.plugin_build import PLUGIN_FILES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCTOR_TIMEOUT = 300

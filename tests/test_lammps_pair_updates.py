@@ -18,7 +18,7 @@ from lammps_testing import assert_thermo_close, read_dump, run_lmp
 from witness_model import export_witness
 
 import mlipdrive
-from mlipdrive.testing import SAME_MODEL
+from structures import SAME_MODEL
 
 THERMO = ["PotEng", "TotEng", "Press", "Pxx"]  # (y and z: no motion, no force)
 

@@ -22,7 +22,7 @@ from conftest import LJ_CUTOFF, LJ_EPSILON, LJ_SIGMA
 from lammps_testing import LMP_TIMEOUT, LmpResult, assert_thermo_close, lj_lattice_lines, read_dump
 
 import mlipdrive
-from mlipdrive.testing import SAME_MODEL
+from structures import SAME_MODEL
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Debian release -> (what build-plugin is given, MPI compiler wrapper, its mpirun)

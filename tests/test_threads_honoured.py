@@ -17,7 +17,7 @@ from lammps_testing import run_lmp
 
 from mlipdrive.bench.measure import kill_group, start_process
 from mlipdrive.bench.threads_seen import ThreadWatch
-from mlipdrive.ipi.testing import (
+from ipi_testing import (
     Simulation,
     client_command,
     ipi_command,
@@ -26,7 +26,7 @@ from mlipdrive.ipi.testing import (
     write_input,
 )
 from mlipdrive.settings import torch_threads
-from mlipdrive.testing import argon, copper_aluminium
+from structures import argon, copper_aluminium
 from model_families import MODEL_FAMILIES as FAMILIES
 
 # (ranks, `threads` setting, OMP_NUM_THREADS or None for unset)

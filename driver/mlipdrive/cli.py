@@ -9,10 +9,10 @@ import sys
 SUBCOMMAND_MODULES = [
     "mlipdrive.info",
     "mlipdrive.run_command",
-    "mlipdrive.ipi_command",
+    "mlipdrive.ipi.command",
     "mlipdrive.lammps",
-    "mlipdrive.plugin_build",
-    "mlipdrive.doctor",
+    "mlipdrive.lammps.plugin_build",
+    "mlipdrive.lammps.doctor",
     "mlipdrive.bench.cli",
     "mlipdrive.bench.advise",
 ]

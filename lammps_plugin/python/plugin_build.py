@@ -170,7 +170,7 @@ def check_plugin_loads(install_dir: pathlib.Path, lmp: pathlib.Path) -> str:
 
 
 def add_parser(subparsers):
-    from .cli import positive_int
+    from ..cli import positive_int
 
     parser = subparsers.add_parser(
         "build-plugin",
@@ -193,7 +193,7 @@ def add_parser(subparsers):
 
 
 def _run_build_plugin(args) -> int:
-    from .lammps import lmp_binary, plugin_directory
+    from . import lmp_binary, plugin_directory
 
     if args.lammps is None:
         install_dir = pathlib.Path(args.install_dir or plugin_directory())

