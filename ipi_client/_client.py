@@ -17,8 +17,15 @@ Units and conventions at this boundary (and only here):
 - mlipdrive's virial is ``W_ab = -dE/dε_ab`` with the strain acting on row
   vectors (``r → r (1 + ε)``), i.e. ``Σ r_a f_b`` for pair potentials (LAMMPS's
   layout). i-PI's virial is the same quantity for column vectors, ``Σ f_a r_b``
-  (see ``FFLJ`` in ``ipi/engine/forcefields.py`` and ``pes/_ase.py``): we send
-  the transpose. For rotation-invariant models both are symmetric anyway.
+  (see ``FFLJ`` in ``ipi/engine/forcefields.py`` and ``pes/_ase.py``), the
+  transpose. We send its symmetric part ``(W + Wᵀ)/2``, as i-PI's own metatomic
+  driver does: a rotation-invariant model's virial is symmetric, and the
+  antisymmetric round-off would only rotate the cell of a flexible barostat.
+- the extras (a JSON object) carry, as i-PI's metatomic driver writes them, in
+  Hartree: ``energy_uncertainty`` (per atom, where the model has it and the
+  check is on), ``committee_pot`` / ``committee_force`` / ``committee_virial``
+  (the model's energy ensemble, with ``ensemble``), and ``energies`` (per-atom
+  energies, with ``per_atom_energies``).
 - i-PI does not send periodicity. By default (``pbc="auto"``) the structure is
   periodic along every non-zero lattice vector, as in i-PI's own metatomic
   driver; ``pbc="none"`` evaluates a cluster even if i-PI has a box.
@@ -28,6 +35,7 @@ import json
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -138,14 +146,20 @@ class Evaluator:
     :param types: atomic numbers, in i-PI's atom order (the structure file's)
     :param pbc: ``None`` (periodic along each non-zero lattice vector) or 3 bools
     :param per_atom_energies: add ``{"energies": [...]}`` (Hartree) to the extras
+    :param ensemble: '', 'energy' or 'forces': send the model's energy ensemble
+        (and its forces and virials) as ``committee_*`` extras (i-PI's
+        ``energy_ensemble`` / ``force_virial_ensemble``)
     """
 
-    def __init__(self, compute: Callable, types, pbc=None, per_atom_energies: bool = False):
+    def __init__(self, compute: Callable, types, pbc=None, per_atom_energies: bool = False,
+                 ensemble: str = ""):
         self.compute = compute
         self.types = np.ascontiguousarray(types, dtype=np.int32)
         self.natoms = len(self.types)
         self.pbc = None if pbc is None else np.asarray(pbc, dtype=bool)
         self.per_atom_energies = per_atom_energies
+        # only Potential.compute takes it (the MPI path refuses ensembles first)
+        self._options = {"ensemble": ensemble} if ensemble else {}
         self.model_time = 0.0
         self._positions = np.empty((self.natoms, 3))
         self._cell = np.empty((3, 3))
@@ -160,23 +174,49 @@ class Evaluator:
             pbc = np.abs(self._cell).sum(axis=1) > 0
         start = time.perf_counter()
         try:
-            results = self.compute(
-                self._positions, self.types, self._cell, pbc,
-                forces=True, stress=True, per_atom=self.per_atom_energies,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                results = self.compute(
+                    self._positions, self.types, self._cell, pbc,
+                    forces=True, stress=True, per_atom=self.per_atom_energies, **self._options,
+                )
         except Exception as error:  # the model's own errors name their cause
             raise EvaluationError(f"{type(error).__name__}: {error}") from error
         finally:
             self.model_time += time.perf_counter() - start
+        for warning in caught:  # the uncertainty check's warnings, on stderr
+            log(f"warning: {warning.message}")
         frames.energies[index] = results.energy * HARTREE_PER_EV
         np.multiply(results.forces, HARTREE_PER_BOHR_PER_EV_PER_ANGSTROM,
                     out=frames.forces[index])
-        # i-PI's virial layout is the transpose of ours (see the module doc)
-        np.multiply(results.virial.T, HARTREE_PER_EV, out=frames.virials[index])
+        frames.virials[index] = ipi_virial(results.virial)
+        extras = self.extras(results)
+        return json.dumps(extras).encode() if extras else b""
+
+    def extras(self, results) -> dict:
+        """The extras JSON object of one evaluation, in Hartree (see the module doc)."""
+        extras = {}
         if self.per_atom_energies and results.energies is not None:
-            energies = (np.asarray(results.energies) * HARTREE_PER_EV).tolist()
-            return json.dumps({"energies": energies}).encode()
-        return b""
+            extras["energies"] = (np.asarray(results.energies) * HARTREE_PER_EV).tolist()
+        if results.energy_uncertainty is not None:
+            extras["energy_uncertainty"] = (results.energy_uncertainty * HARTREE_PER_EV).tolist()
+        if results.energy_ensemble is not None:
+            extras["committee_pot"] = (results.energy_ensemble * HARTREE_PER_EV).tolist()
+        if results.forces_ensemble is not None:
+            forces = results.forces_ensemble * HARTREE_PER_BOHR_PER_EV_PER_ANGSTROM
+            extras["committee_force"] = forces.reshape(-1).tolist()
+            virials = np.stack([ipi_virial(v) for v in results.virial_ensemble])
+            extras["committee_virial"] = virials.reshape(-1).tolist()
+        return extras
+
+
+def ipi_virial(virial: Optional[np.ndarray]) -> np.ndarray:
+    """i-PI's virial (Hartree) from ours (eV): symmetrised, as i-PI's metatomic
+    driver does (see the module doc); NaN where there is none (a
+    non-conservative model without a stress head, as i-PI's driver sends)."""
+    if virial is None:
+        return np.full((3, 3), np.nan)
+    return 0.5 * (virial + virial.T) * HARTREE_PER_EV
 
 
 # ---------------------------------------------------------------------- connection
@@ -380,6 +420,7 @@ def serve(
     sockets_prefix: str = DEFAULT_SOCKETS_PREFIX,
     pbc=None,
     per_atom_energies: bool = False,
+    ensemble: str = "",
     connect_timeout: float = 60.0,
     message_timeout: float = 30.0,
     idle_timeout: float = 0.0,
@@ -392,7 +433,9 @@ def serve(
     ``KeyboardInterrupt``. See :func:`connect` for the address options and
     :class:`Evaluator` for ``compute``, ``types``, ``pbc`` and ``per_atom_energies``.
     """
-    evaluator = Evaluator(compute, types, pbc=pbc, per_atom_energies=per_atom_energies)
+    evaluator = Evaluator(
+        compute, types, pbc=pbc, per_atom_energies=per_atom_energies, ensemble=ensemble
+    )
     try:
         sock = connect(unix, address, port, sockets_prefix, connect_timeout, verbose)
     except ConnectError as error:

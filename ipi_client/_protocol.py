@@ -345,9 +345,11 @@ class Frames:
         if natoms != self.natoms:
             raise ProtocolError(
                 f"i-PI sent positions of {natoms} atoms, but this client serves "
-                f"{self.natoms} atoms (from the structure file); the number of atoms "
-                "cannot change during a run: give the client the same structure that "
-                "initialises i-PI"
+                f"{self.natoms} atoms (from the structure file). With an <activelist> "
+                "in the <ffsocket>, i-PI sends only the active atoms: give the client "
+                "--active with the same indices (and the structure that initialises "
+                "i-PI), or a structure of just those atoms in that order; otherwise "
+                "give the structure that initialises i-PI"
             )
 
     def reply_parts(self, extras: List[bytes]) -> list:

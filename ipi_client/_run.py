@@ -60,6 +60,19 @@ def read_types(structure: str, structure_format: Optional[str], atomic_types) ->
     return types
 
 
+def active_types(types: np.ndarray, active, structure: str) -> np.ndarray:
+    """The types of the atoms i-PI sends: all, or those of its ``<activelist>``."""
+    if active is None:
+        return types
+    active = np.asarray(active, dtype=np.int64)
+    if len(active) == 0 or active.min() < 0 or active.max() >= len(types):
+        raise ValueError(
+            f"--active has indices outside the {len(types)} atoms of '{structure}': "
+            "give i-PI's <activelist> for the structure that initialises i-PI"
+        )
+    return types[active]
+
+
 def run(
     model: str,
     structure: str,
@@ -69,6 +82,7 @@ def run(
     device: str = "cpu",
     extensions: Optional[str] = None,
     mpi: Optional[bool] = None,
+    active=None,
     **serve_options,
 ) -> int:
     """Load ``model``, connect to i-PI and serve it until EXIT; return an exit code.
@@ -76,6 +90,8 @@ def run(
     :param structure: a file with the atom types i-PI will send (its order)
     :param mpi: use MPI domain decomposition; ``None`` decides from the launcher
         (``mpirun -np N`` with N > 1)
+    :param active: i-PI's ``<activelist>`` (atom indices in ``structure``): i-PI
+        sends only these atoms, and they are evaluated alone
     :param serve_options: the connection and loop options of
         :func:`mlipdrive.ipi.serve` (``unix``, ``port``, ``timings``, ...)
     ``settings``, ``device`` and ``extensions`` are those of :func:`mlipdrive.load`.
@@ -99,6 +115,14 @@ def run(
     if rank == 0:
         try:
             types = read_types(structure, structure_format, potential.atomic_types)
+            types = active_types(types, active, structure)
+            if serve_options.get("ensemble"):
+                potential.ensemble_key()  # the model's ensemble, or an error now
+            if comm is not None and serve_options.get("ensemble"):
+                raise ValueError(
+                    "ensembles (energy_ensemble, force_virial_ensemble) run on one rank; "
+                    "run the client without mpirun"
+                )
         except ValueError as error:
             problem = str(error)
     if comm is not None:

@@ -71,12 +71,16 @@ static void read_model_info(LoadedModel& loaded, const std::string& path) {
         );
     }
     loaded.name = loaded.module.run_method("metadata").toCustomClass<metatomic_torch::ModelMetadataHolder>()->name;
+    // an energy output, or only variants of it (energy/pbe): choose_outputs()
+    // picks the one the settings ask for
     const auto outputs = loaded.capabilities->outputs();
-    if (!outputs.contains("energy")) {
-        std::string names;
-        for (const auto& item: outputs) {
-            names += (names.empty() ? "" : ", ") + item.key();
-        }
+    bool has_energy = false;
+    std::string names;
+    for (const auto& item: outputs) {
+        names += (names.empty() ? "" : ", ") + item.key();
+        has_energy = has_energy || item.key() == "energy" || item.key().rfind("energy/", 0) == 0;
+    }
+    if (!has_energy) {
         throw std::runtime_error(no_energy_output_message(path, names));
     }
     const auto& dtype = loaded.capabilities->dtype();
@@ -124,7 +128,7 @@ std::pair<torch::DeviceType, int> parse_device(const std::string& text) {
 }
 
 /// The model converted to `dtype`, with capabilities that declare it, so that
-/// metatomic's dtype checks pass (the same as with_dtype in model_loading.py).
+/// metatomic's dtype checks pass (the same as with_dtype in loading.py).
 static void convert_dtype(LoadedModel& model, const std::string& dtype) {
     if (dtype == "model" || dtype == model.capabilities->dtype()) {
         return;

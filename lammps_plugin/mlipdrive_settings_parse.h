@@ -22,11 +22,16 @@
 
 namespace mlipdrive {
 
-inline std::string parse_bool(const std::string& name, const std::string& text, bool& value) {
+inline std::string lower_case(const std::string& text) {
     std::string lower;
     for (char c: text) {
         lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     }
+    return lower;
+}
+
+inline std::string parse_bool(const std::string& name, const std::string& text, bool& value) {
+    const std::string lower = lower_case(text);
     for (const auto& word: ON_OFF_WORDS) {
         if (lower == word.first) {
             value = word.second;

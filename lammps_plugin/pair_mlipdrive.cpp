@@ -3,7 +3,7 @@
  *
  * The pair-style lifecycle: one method per input command (pair_style ->
  * settings, pair_coeff -> coeff, run -> init_style/init_one/compute). The model
- * side mirrors driver/mlipdrive (model_loading.py, potential.py) and is tested
+ * side mirrors driver/mlipdrive (loading.py, potential.py) and is tested
  * against it.
  */
 #include "pair_mlipdrive.h"
@@ -29,14 +29,19 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+#include "neigh_request.h"
+#endif
 #include "update.h"
 #include "utils.h"
 
 #include "mlipdrive_autograd.h"
 #include "mlipdrive_model.h"
+#include "mlipdrive_outputs.h"
 #include "mlipdrive_settings.h"
 #include "mlipdrive_python_rules.h"
 #include "mlipdrive_system.h"
+#include "mlipdrive_uncertainty.h"
 
 using namespace LAMMPS_NS;
 
@@ -103,11 +108,14 @@ struct PairState {
     double interaction_range = 0.0;
     /// the interaction range exceeds one neighbour cutoff (message passing)
     bool message_passing = false;
-    /// evaluation options asking for the total energy / per-atom energies
-    metatomic_torch::ModelEvaluationOptions options_total;
+    /// the model outputs the settings ask for: energy variant, uncertainty,
+    /// non-conservative heads (mlipdrive_outputs.h)
+    OutputChoice outputs;
     /// atom_energy_sum on a model with per-atom energies: always ask for them
     bool sum_atom_energies = false;
-    metatomic_torch::ModelEvaluationOptions options_per_atom;
+    /// per-atom energy uncertainty (eV) of the local atoms in the last step, zero
+    /// for atoms the model does not handle; `fix pair` reads it (extract_peratom)
+    std::vector<double> uncertainty;
 
     // ---- from pair_coeff
     /// atomic number of each LAMMPS type (index 0 unused), -1 for NULL
@@ -129,19 +137,51 @@ struct PairState {
     double time_forward = 0.0;
     double time_backward = 0.0;
     double time_store = 0.0;
+    /// the uncertainty check alone (copy, MPI reduction, message), not the model's head
+    double time_check = 0.0;
     long evaluations = 0;
+    /// the pairs' forces before they join f, when only the global virial is asked
+    std::vector<double> scratch_forces;
 };
 
 static double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-static metatomic_torch::ModelEvaluationOptions make_options(const UnitSystem& units, bool per_atom) {
+static metatomic_torch::ModelOutput model_output(const std::string& unit, const char* sample_kind) {
     auto output = torch::make_intrusive<metatomic_torch::ModelOutputHolder>();
-    output->set_unit(units.energy);
-    output->set_sample_kind(per_atom ? "atom" : "system");
+    output->set_unit(unit);
+    output->set_sample_kind(sample_kind);
+    return output;
+}
+
+/// What one step asks the model for (Potential.model_outputs in Python).
+struct Request {
+    bool energy = true;
+    bool per_atom_energy = false;
+    bool forces = false;
+    bool stress = false;
+};
+
+static metatomic_torch::ModelEvaluationOptions evaluation_options(const PairState& s, const Request& request) {
+    const auto& chosen = s.outputs;
+    const auto& units = s.units;
     auto outputs = torch::Dict<std::string, metatomic_torch::ModelOutput>();
-    outputs.insert("energy", output);
+    if (request.energy) {
+        const bool per_atom = request.per_atom_energy || s.sum_atom_energies;
+        outputs.insert(chosen.energy, model_output(units.energy, per_atom ? "atom" : "system"));
+    }
+    if (!chosen.uncertainty.empty()) {
+        // in eV whatever the units: the threshold is in eV
+        outputs.insert(chosen.uncertainty, model_output("eV", "atom"));
+    }
+    if (request.forces) {
+        outputs.insert(chosen.non_conservative_forces, model_output(units.energy + "/" + units.length, "atom"));
+    }
+    if (request.stress) {
+        outputs.insert(chosen.non_conservative_stress,
+                       model_output(units.energy + "/" + units.length + "^3", "system"));
+    }
     return torch::make_intrusive<metatomic_torch::ModelEvaluationOptionsHolder>(
         units.length, outputs, torch::nullopt
     );
@@ -206,6 +246,14 @@ void PairMlipdrive::read_keywords(int narg, char** arg, const char* usage) {
                 error->all(FLERR, "expected auto, ghosts or periodic after 'mode' in pair_style mlipdrive, got '{}'", value);
             }
             state->mode = value;
+        } else if (key == "remap_pairs") {
+            // metatomic's keyword: fold the pairs of periodic images onto the local
+            // atoms (our periodic layout, one rank) or keep every ghost (ghosts)
+            bool remap = false;
+            if (!mlipdrive::parse_bool("remap_pairs", value, remap).empty()) {
+                error->all(FLERR, "expected on/off after 'remap_pairs' in pair_style mlipdrive, got '{}'", value);
+            }
+            state->mode = remap ? "auto" : "ghosts";
         } else if (key != "settings") {
             auto message = mlipdrive::set_setting(state->settings, key, value);
             if (!message.empty()) {
@@ -302,10 +350,10 @@ static torch::Device choose_device(const std::string& text, const LoadedModel& m
 
 /// Check that metatomic can convert the model's units to LAMMPS's; false when
 /// the model declares no energy unit (its energies are then used unconverted).
-static bool check_units(const LoadedModel& model, const UnitSystem& units) {
+static bool check_units(const LoadedModel& model, const UnitSystem& units, const std::string& energy_key) {
     const auto& caps = model.capabilities;
     metatomic_torch::unit_conversion_factor(caps->length_unit(), units.length);
-    auto energy_unit = caps->outputs().at("energy")->unit();
+    auto energy_unit = caps->outputs().at(energy_key)->unit();
     if (energy_unit.empty()) {
         return false;
     }
@@ -329,18 +377,37 @@ static void read_ranges(PairState& s) {
                                  "; re-export it with the range it needs (cutoff x message-passing layers)");
     }
     s.message_passing = s.interaction_range > s.max_cutoff * (1.0 + 1e-12);
-    s.options_total = make_options(s.units, false);
-    s.options_per_atom = make_options(s.units, true);
-    s.sum_atom_energies = s.settings.atom_energy_sum && caps->outputs().at("energy")->sample_kind() == "atom";
+    s.sum_atom_energies = s.settings.atom_energy_sum && caps->outputs().at(s.outputs.energy)->sample_kind() == "atom";
 }
 
 /// Settings that mean something else (or nothing) inside LAMMPS, for the log.
 static void add_lammps_notes(PairState& s) {
+    s.model.notes.insert(s.model.notes.end(), s.outputs.notes.begin(), s.outputs.notes.end());
     s.model.notes.push_back("skin: not used, LAMMPS's 'neighbor' command sets the skin");
     if (s.settings.fixed_composition) {
         s.model.notes.push_back("fixed_composition: not used, atom types are read at every step "
                                 "(fix atom/swap and others change them without a neighbour-list rebuild)");
     }
+}
+
+/// The outputs a step uses, the variants the model offers and the checks, for the log.
+static std::string describe_outputs(const PairState& s) {
+    const auto& chosen = s.outputs;
+    std::string text = fmt::format("mlipdrive: energy output '{}' (variants: {})\n", chosen.energy,
+                                   describe_variants(s.model.capabilities, "energy"));
+    if (!chosen.uncertainty.empty()) {
+        text += fmt::format("mlipdrive: uncertainty check on '{}': {} above {:g} eV/atom\n", chosen.uncertainty,
+                            s.settings.uncertainty_action == "stop" ? "stop" : "warn", s.settings.uncertainty_threshold);
+    }
+    if (s.settings.non_conservative) {
+        text += fmt::format("mlipdrive: non_conservative: forces from '{}', stress from '{}' (no backward "
+                            "pass; not energy-conserving: use a thermostat)\n", chosen.non_conservative_forces,
+                            chosen.non_conservative_stress.empty() ? "none" : chosen.non_conservative_stress);
+    }
+    if (s.settings.scale != 1.0) {
+        text += fmt::format("mlipdrive: energy, forces and virial scaled by {:g}\n", s.settings.scale);
+    }
+    return text;
 }
 
 /// What was loaded and how it runs, as the log shows it.
@@ -359,6 +426,7 @@ static std::string describe(const PairState& s, const std::string& path, const c
                             request.options->full_list() ? "full" : "half", request.cutoff,
                             request.options->strict() ? "True" : "False");
     }
+    text += describe_outputs(s);
     for (const auto& note: s.model.notes) {
         text += "mlipdrive: " + note + "\n";
     }
@@ -380,13 +448,14 @@ void PairMlipdrive::load(const std::string& path) {
         auto device = mlipdrive::choose_device(s.device_text, s.model, world);
         const int threads = mlipdrive::torch_threads(s.settings.threads, mlipdrive::ranks_on_node(world));
         mlipdrive::apply_settings(s.model, s.settings, device, threads);
+        s.outputs = mlipdrive::choose_outputs(s.model.capabilities, s.settings, s.model.name.empty() ? "model" : s.model.name);
         mlipdrive::add_lammps_notes(s);
         mlipdrive::read_ranges(s);
     } catch (const std::exception& e) {
         error->all(FLERR, "pair_style mlipdrive: {}", e.what());
     }
     try {
-        energy_unit = mlipdrive::check_units(s.model, s.units);
+        energy_unit = mlipdrive::check_units(s.model, s.units, s.outputs.energy);
     } catch (const std::exception& e) {
         error->all(FLERR, "pair_style mlipdrive: cannot convert the model's units to 'units {}': {}",
                    update->unit_style, mlipdrive::first_line(e.what()));
@@ -508,11 +577,19 @@ void PairMlipdrive::init_style() {
     s.periodic = choose_layout();
 
     // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+    // older LAMMPS (29 Sep 2021 here) take the request as fields, not flags
+    const int request = neighbor->request(this, instance_me);
+    neighbor->requests[request]->half = 0;
+    neighbor->requests[request]->full = 1;
+    neighbor->requests[request]->ghost = s.periodic ? 0 : 1;
+#else
     int flags = NeighConst::REQ_FULL;
     if (!s.periodic) {
         flags |= NeighConst::REQ_GHOST;
     }
     neighbor->add_request(this, flags);
+#endif
     check_comm_cutoff();
 
     s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(
@@ -642,6 +719,10 @@ struct Tally {
     /// per-atom virial (nullptr unless asked)
     double** vatom = nullptr;
     bool global_virial = false;
+    /// local + ghost atoms: the length of f
+    int n_all = 0;
+    /// kept between steps (PairState): room for one force per atom
+    std::vector<double>* scratch = nullptr;
     double virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
 
     bool need_virial() const { return global_virial || vatom != nullptr; }
@@ -668,28 +749,126 @@ static void symmetric_outer(const double* u, const double* w, double scale, doub
     v[5] = scale * 0.5 * (u[1] * w[2] + u[2] * w[1]);
 }
 
-/// Pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g; the virial
-/// -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each pair.
-static void scatter_pair_gradient(const PairBlock& block, const torch::Tensor& gradient, Tally& tally) {
-    if (!gradient.defined() || block.first.empty()) {
+static const char* const NON_FINITE_FORCES = "the model returned a non-finite energy or forces (NaN/inf forces)";
+
+/// One block's pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g;
+/// the virial -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each
+/// pair, r recomputed from LAMMPS's coordinates. One pass over the gradient in
+/// the model's dtype, nothing allocated; false if some g is not finite.
+template <typename T, bool ATOM_VIRIAL>
+static bool scatter_pairs(const int32_t* atoms, int64_t n_pairs, const T* g, double* f, double** x, Tally& tally) {
+    // LAMMPS keeps x and f as contiguous (nmax, 3) blocks behind x[0] and f[0]
+    const double* x0 = x[0];
+    // NaN and inf survive a sum; finite gradients cannot overflow it in double
+    double check = 0.0;
+    // pairs come grouped by their first atom: its force is summed here and
+    // added once per group
+    int64_t current = -1;
+    double sum[3] = {0.0, 0.0, 0.0};
+    for (int64_t p = 0; p < n_pairs; p++) {
+        if (p + 16 < n_pairs) {
+            // the second atoms' forces are spread over f: ask for them early
+            __builtin_prefetch(f + 3 * static_cast<int64_t>(atoms[2 * p + 33]), 1);
+        }
+        const int64_t a = 3 * static_cast<int64_t>(atoms[2 * p]);
+        const int64_t b = 3 * static_cast<int64_t>(atoms[2 * p + 1]);
+        const double g0 = static_cast<double>(g[3 * p]);
+        const double g1 = static_cast<double>(g[3 * p + 1]);
+        const double g2 = static_cast<double>(g[3 * p + 2]);
+        check += g0 + g1 + g2;
+        if (a != current) {
+            if (current >= 0) {
+                f[current] += sum[0];
+                f[current + 1] += sum[1];
+                f[current + 2] += sum[2];
+            }
+            current = a;
+            sum[0] = sum[1] = sum[2] = 0.0;
+        }
+        sum[0] += g0;
+        sum[1] += g1;
+        sum[2] += g2;
+        f[b] -= g0;
+        f[b + 1] -= g1;
+        f[b + 2] -= g2;
+        if (ATOM_VIRIAL) {
+            const double r[3] = {x0[b] - x0[a], x0[b + 1] - x0[a + 1], x0[b + 2] - x0[a + 2]};
+            const double gp[3] = {g0, g1, g2};
+            double v[6];
+            symmetric_outer(r, gp, -1.0, v);
+            tally.add_virial(static_cast<int>(a / 3), static_cast<int>(b / 3), v);
+        }
+    }
+    if (current >= 0) {
+        f[current] += sum[0];
+        f[current + 1] += sum[1];
+        f[current + 2] += sum[2];
+    }
+    return std::isfinite(check);
+}
+
+/// Pairs when only the global virial is asked: their forces F go to a scratch
+/// array, the virial is sum_i x_i (x) F_i over the LAMMPS atoms (ghost images
+/// included), which equals -sum r (x) g over the pairs without reading x once
+/// per pair; then F joins f.
+template <typename T>
+static bool scatter_pairs_global_virial(const int32_t* atoms, int64_t n_pairs, const T* g, double** x,
+                                        Tally& tally) {
+    auto& forces = *tally.scratch;
+    const int64_t n_values = 3 * static_cast<int64_t>(tally.n_all);
+    forces.assign(n_values, 0.0);
+    const bool finite = scatter_pairs<T, false>(atoms, n_pairs, g, forces.data(), x, tally);
+    const double* x0 = x[0];
+    double* f = tally.f[0];
+    double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t i = 0; i < n_values; i += 3) {
+        const double* xi = x0 + i;
+        const double* fi = forces.data() + i;
+        v[0] += xi[0] * fi[0];
+        v[1] += xi[1] * fi[1];
+        v[2] += xi[2] * fi[2];
+        v[3] += 0.5 * (xi[0] * fi[1] + xi[1] * fi[0]);
+        v[4] += 0.5 * (xi[0] * fi[2] + xi[2] * fi[0]);
+        v[5] += 0.5 * (xi[1] * fi[2] + xi[2] * fi[1]);
+        f[i] += fi[0];
+        f[i + 1] += fi[1];
+        f[i + 2] += fi[2];
+    }
+    for (int k = 0; k < 6; k++) {
+        tally.virial[k] += v[k];
+    }
+    return finite;
+}
+
+template <typename T>
+static bool scatter_pairs(const int32_t* atoms, int64_t n_pairs, const T* g, double** x, Tally& tally) {
+    if (tally.vatom != nullptr) {
+        // per-atom virials need each pair's own term (and give the global one too)
+        return scatter_pairs<T, true>(atoms, n_pairs, g, tally.f[0], x, tally);
+    }
+    if (tally.global_virial) {
+        return scatter_pairs_global_virial(atoms, n_pairs, g, x, tally);
+    }
+    return scatter_pairs<T, false>(atoms, n_pairs, g, tally.f[0], x, tally);
+}
+
+/// The gradient of one pair block (CPU, contiguous, the model's dtype) into forces and virial.
+static void scatter_pair_gradient(const PairBlock& block, const torch::Tensor& gradient, double** x,
+                                  Tally& tally) {
+    const int64_t n_pairs = block.size();
+    if (!gradient.defined() || n_pairs == 0) {
         return;
     }
-    const double* g = gradient.data_ptr<double>();
-    const double* r = block.vectors_cpu.data();
-    double** f = tally.f;
-    for (size_t p = 0; p < block.first.size(); p++) {
-        const int a = block.first[p];
-        const int b = block.second[p];
-        const double* gp = g + 3 * p;
-        for (int k = 0; k < 3; k++) {
-            f[a][k] += gp[k];
-            f[b][k] -= gp[k];
-        }
-        if (tally.need_virial()) {
-            double v[6];
-            symmetric_outer(r + 3 * p, gp, -1.0, v);
-            tally.add_virial(a, b, v);
-        }
+    const int32_t* atoms = block.atoms.data_ptr<int32_t>();
+    bool finite = true;
+    if (gradient.scalar_type() == torch::kFloat32) {
+        finite = scatter_pairs(atoms, n_pairs, gradient.data_ptr<float>(), x, tally);
+    } else {
+        auto g = gradient.to(torch::kFloat64);
+        finite = scatter_pairs(atoms, n_pairs, g.data_ptr<double>(), x, tally);
+    }
+    if (!finite) {
+        throw std::runtime_error(NON_FINITE_FORCES);
     }
 }
 
@@ -699,7 +878,11 @@ static void scatter_position_gradient(const SystemAdaptor& adaptor, const torch:
     if (!gradient.defined()) {
         return;
     }
-    const double* g = gradient.data_ptr<double>();
+    auto g64 = gradient.to(torch::kFloat64).contiguous();
+    if (!torch::isfinite(g64).all().item<bool>()) {
+        throw std::runtime_error(NON_FINITE_FORCES);
+    }
+    const double* g = g64.data_ptr<double>();
     for (size_t i = 0; i < adaptor.lammps_index.size(); i++) {
         const int a = adaptor.lammps_index[i];
         const double fi[3] = {-g[3 * i], -g[3 * i + 1], -g[3 * i + 2]};
@@ -721,7 +904,10 @@ static void add_cell_virial(const SystemAdaptor& adaptor, const torch::Tensor& g
     if (!gradient.defined() || !tally.need_virial()) {
         return;
     }
-    auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), gradient);
+    if (!torch::isfinite(gradient).all().item<bool>()) {
+        throw std::runtime_error(NON_FINITE_FORCES);
+    }
+    auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), gradient.to(torch::kFloat64));
     auto wa = w.accessor<double, 2>();
     const double v[6] = {
         wa[0][0], wa[1][1], wa[2][2],
@@ -746,17 +932,25 @@ struct Energies {
     torch::Tensor atoms;
 };
 
-static Energies run_model(PairState& s, bool per_atom) {
-    auto& adaptor = *s.adaptor;
-    auto& options = (per_atom || s.sum_atom_energies) ? s.options_per_atom : s.options_total;
-    options->set_selected_atoms(adaptor.selected_atoms);
+/// The model's outputs for `system`, as `request` asks (one forward call).
+static c10::Dict<c10::IValue, c10::IValue> run_model(PairState& s, const metatomic_torch::System& system,
+                                                      const Request& request) {
+    auto options = evaluation_options(s, request);
+    options->set_selected_atoms(s.adaptor->selected_atoms);
     auto result = s.model.module.forward({
-        std::vector<metatomic_torch::System>{adaptor.system},
+        std::vector<metatomic_torch::System>{system},
         options,
         s.settings.check_consistency,
     });
-    auto energy = result.toGenericDict().at("energy").toCustomClass<metatensor_torch::TensorMapHolder>();
-    auto block = metatensor_torch::TensorMapHolder::block_by_id(energy, 0);
+    return result.toGenericDict();
+}
+
+static metatensor_torch::TensorBlock block_of(const c10::Dict<c10::IValue, c10::IValue>& outputs, const std::string& key) {
+    auto map = outputs.at(key).toCustomClass<metatensor_torch::TensorMapHolder>();
+    return metatensor_torch::TensorMapHolder::block_by_id(map, 0);
+}
+
+static Energies energies_of(const metatensor_torch::TensorBlock& block, bool per_atom) {
     Energies energies{block->values(), torch::Tensor()};
     if (per_atom) {
         auto samples = block->samples()->values();
@@ -766,7 +960,7 @@ static Energies run_model(PairState& s, bool per_atom) {
 }
 
 /// Gradients of `total` with respect to every pair block, the positions and
-/// (when it is a leaf) the cell: float64, on the CPU, contiguous.
+/// (when it is a leaf) the cell: on the CPU, contiguous, in the leaves' dtypes.
 static std::vector<torch::Tensor> differentiate(const SystemAdaptor& adaptor, const torch::Tensor& total) {
     std::vector<torch::Tensor> inputs;
     for (const auto& block: adaptor.blocks) {
@@ -779,25 +973,124 @@ static std::vector<torch::Tensor> differentiate(const SystemAdaptor& adaptor, co
     mlipdrive::MissingAutogradCheck missing_autograd;
     auto gradients = torch::autograd::grad({total}, inputs, {}, false, false, /*allow_unused=*/true);
     missing_autograd.throw_if_missing();
-    bool finite = true;
+    // kept in the model's dtype: the scatter reads them once (and checks that
+    // they are finite) without a float64 copy
     for (auto& gradient: gradients) {
         if (gradient.defined()) {
-            gradient = gradient.detach().to(torch::kCPU).to(torch::kFloat64).contiguous();
-            finite = finite && torch::isfinite(gradient).all().item<bool>();
+            gradient = gradient.detach().to(torch::kCPU).contiguous();
         }
-    }
-    if (!finite) {
-        throw std::runtime_error("the model returned a non-finite energy or forces (NaN/inf forces)");
     }
     return gradients;
 }
 
-/// One step's results: the model's energies and their gradients.
+/// One step's results, scaled by the `scale` setting.
 struct Evaluation {
+    /// the model's energies (undefined when no energy was asked for)
     Energies energies;
     double energy = 0.0;
+    /// conservative: gradients of the energy (see differentiate)
     std::vector<torch::Tensor> gradients;
+    /// non-conservative: forces on the selected atoms, and the virial
+    /// (3 x 3 float64, undefined without a stress)
+    PerAtomValues forces;
+    torch::Tensor virial;
+    /// per-atom energy uncertainty (eV), where the check is on
+    PerAtomValues uncertainty;
 };
+
+/// The value of the total energy, which must be finite.
+static double energy_value(const torch::Tensor& total) {
+    const double energy = total.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
+    if (!std::isfinite(energy)) {
+        throw std::runtime_error("the model returned a non-finite energy or forces (NaN/inf energy)");
+    }
+    return energy;
+}
+
+static void read_uncertainty(const PairState& s, const c10::Dict<c10::IValue, c10::IValue>& outputs,
+                             Evaluation& evaluation) {
+    if (!s.outputs.uncertainty.empty()) {
+        evaluation.uncertainty = per_atom_values(block_of(outputs, s.outputs.uncertainty), 1);
+    }
+}
+
+/// Forward and backward pass: energies and their gradients.
+static Evaluation evaluate_conservative(PairState& s, bool per_atom) {
+    auto start = std::chrono::steady_clock::now();
+    Request request;
+    request.per_atom_energy = per_atom;
+    auto outputs = run_model(s, s.adaptor->system, request);
+    Evaluation evaluation;
+    evaluation.energies = energies_of(block_of(outputs, s.outputs.energy), per_atom);
+    read_uncertainty(s, outputs, evaluation);
+    auto total = evaluation.energies.values.sum();
+    s.time_forward += seconds_since(start);
+
+    start = std::chrono::steady_clock::now();
+    evaluation.gradients = differentiate(*s.adaptor, total);
+    evaluation.energy = energy_value(total);
+    s.time_backward += seconds_since(start);
+
+    const double scale = s.settings.scale;
+    if (scale != 1.0) {
+        evaluation.energy *= scale;
+        evaluation.energies.values = evaluation.energies.values.detach() * scale;
+        for (auto& gradient: evaluation.gradients) {
+            if (gradient.defined()) {
+                gradient.mul_(scale);
+            }
+        }
+    }
+    return evaluation;
+}
+
+/// Forward pass only, forces and stress from the model's non-conservative heads,
+/// on the System without autograd leaves and with the box (see detached_system).
+static Evaluation evaluate_direct(PairState& s, const Request& request, const torch::Tensor& cell,
+                                  const torch::Tensor& pbc) {
+    auto start = std::chrono::steady_clock::now();
+    auto system = detached_system(s.adaptor->system, cell, pbc);
+    auto outputs = run_model(s, system, request);
+    Evaluation evaluation;
+    const double scale = s.settings.scale;
+    if (request.energy) {
+        evaluation.energies = energies_of(block_of(outputs, s.outputs.energy), request.per_atom_energy);
+        evaluation.energy = scale * energy_value(evaluation.energies.values.sum());
+        evaluation.energies.values = evaluation.energies.values.detach() * scale;
+    }
+    read_uncertainty(s, outputs, evaluation);
+    evaluation.forces = per_atom_values(block_of(outputs, s.outputs.non_conservative_forces), 3);
+    evaluation.forces.values.mul_(scale);
+    if (!torch::isfinite(evaluation.forces.values).all().item<bool>()) {
+        throw std::runtime_error("the model returned non-finite non-conservative forces");
+    }
+    if (request.stress) {
+        auto stress = block_of(outputs, s.outputs.non_conservative_stress)->values();
+        stress = stress.detach().to(torch::kCPU).to(torch::kFloat64).reshape({3, 3});
+        // virial = -stress * volume (LAMMPS's sign, sum r (x) f)
+        const double volume = std::abs(torch::det(cell.to(torch::kCPU).to(torch::kFloat64)).item<double>());
+        evaluation.virial = -scale * volume * stress;
+    }
+    s.time_forward += seconds_since(start);
+    return evaluation;
+}
+
+/// The box as metatomic wants a cell (zero vectors along non-periodic axes), and pbc.
+static torch::Tensor box_cell(const Domain* domain, torch::Tensor& pbc) {
+    const double* h = domain->h;
+    const bool periodic[3] = {domain->xperiodic != 0, domain->yperiodic != 0, domain->zperiodic != 0};
+    const double rows[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
+    auto cell = torch::zeros({3, 3}, torch::TensorOptions().dtype(torch::kFloat64));
+    pbc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool));
+    auto data = cell.accessor<double, 2>();
+    for (int axis = 0; axis < 3; axis++) {
+        pbc[axis] = periodic[axis];
+        for (int k = 0; k < 3 && periodic[axis]; k++) {
+            data[axis][k] = rows[axis][k];
+        }
+    }
+    return cell;
+}
 
 }  // namespace mlipdrive
 
@@ -820,51 +1113,59 @@ void PairMlipdrive::compute(int eflag, int vflag) {
     ev_init(eflag, vflag);
     auto& s = *state;
     auto& adaptor = *s.adaptor;
+    const bool direct = s.settings.non_conservative;
+    if (direct) {
+        check_direct_virial();
+    }
     mlipdrive::Tally tally;
     tally.f = atom->f;
     tally.vatom = vflag_atom ? vatom : nullptr;
     tally.global_virial = vflag_global != 0;
+    tally.n_all = atom->nlocal + atom->nghost;
+    tally.scratch = &s.scratch_forces;
+    mlipdrive::Evaluation evaluation;
     try {
         auto start = std::chrono::steady_clock::now();
         // the cell gradient carries the virial of a periodic model's own use of the cell
-        adaptor.update(list, atoms_changed(), s.atomic_numbers, s.periodic && tally.need_virial());
-        if (adaptor.n_local == 0) {
-            return;  // empty sub-domain (or only NULL types here): nothing to evaluate
-        }
+        adaptor.update(list, atoms_changed(), s.atomic_numbers, !direct && s.periodic && tally.need_virial());
         s.time_system += mlipdrive::seconds_since(start);
-
-        start = std::chrono::steady_clock::now();
-        mlipdrive::Evaluation evaluation;
-        evaluation.energies = mlipdrive::run_model(s, eflag_atom != 0);
-        auto total = evaluation.energies.values.sum();
-        s.time_forward += mlipdrive::seconds_since(start);
-
-        start = std::chrono::steady_clock::now();
-        evaluation.gradients = mlipdrive::differentiate(adaptor, total);
-        evaluation.energy = total.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
-        if (!std::isfinite(evaluation.energy)) {
-            throw std::runtime_error("the model returned a non-finite energy or forces (NaN/inf energy)");
+        // an empty sub-domain (or only NULL types here) evaluates nothing, but
+        // takes part in the collective steps below
+        if (adaptor.n_local > 0 && direct) {
+            mlipdrive::Request request;
+            request.energy = eflag_either != 0;
+            request.per_atom_energy = eflag_atom != 0;
+            request.forces = true;
+            request.stress = vflag_global != 0;
+            torch::Tensor pbc;
+            auto cell = mlipdrive::box_cell(domain, pbc);
+            evaluation = mlipdrive::evaluate_direct(s, request, cell, pbc);
+        } else if (adaptor.n_local > 0) {
+            evaluation = mlipdrive::evaluate_conservative(s, eflag_atom != 0);
         }
-        s.time_backward += mlipdrive::seconds_since(start);
 
         start = std::chrono::steady_clock::now();
-        store(evaluation, tally);
+        if (direct) {
+            store_direct(evaluation, tally);
+        } else if (adaptor.n_local > 0) {
+            store(evaluation, tally);
+        }
         s.time_store += mlipdrive::seconds_since(start);
-        s.evaluations += 1;
+        s.evaluations += adaptor.n_local > 0 ? 1 : 0;
     } catch (const std::exception& e) {
         error->one(FLERR, "pair_style mlipdrive on rank {} at step {}: {}; check the structure (atoms too "
                    "close or overlapping? lost atoms? too large a timestep?) and that the model suits "
                    "these elements", comm->me, update->ntimestep, e.what());
     }
+    check_uncertainty(evaluation);
 }
 
 void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
     auto& adaptor = *state->adaptor;
     const auto& gradients = evaluation.gradients;
-    const auto& energies = evaluation.energies;
     const size_t n_blocks = adaptor.blocks.size();
     for (size_t k = 0; k < n_blocks; k++) {
-        mlipdrive::scatter_pair_gradient(adaptor.blocks[k], gradients[k], tally);
+        mlipdrive::scatter_pair_gradient(adaptor.blocks[k], gradients[k], atom->x, tally);
     }
     mlipdrive::scatter_position_gradient(adaptor, gradients[n_blocks], atom->x, tally);
     if (gradients.size() > n_blocks + 1) {
@@ -872,6 +1173,15 @@ void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Ta
     }
     for (int k = 0; k < 6 && tally.global_virial; k++) {
         virial[k] += tally.virial[k];
+    }
+    store_energies(evaluation);
+}
+
+void PairMlipdrive::store_energies(const mlipdrive::Evaluation& evaluation) {
+    auto& adaptor = *state->adaptor;
+    const auto& energies = evaluation.energies;
+    if (!energies.values.defined()) {
+        return;
     }
     if (eflag_global) {
         eng_vdwl += evaluation.energy;
@@ -884,6 +1194,121 @@ void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Ta
             eatom[adaptor.lammps_index[atoms[i]]] += e[i];
         }
     }
+}
+
+/* ----------------------------------------------------------------------
+   non_conservative on: forces and virial from the model's heads
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::check_direct_virial() {
+    if (vflag_atom) {
+        error->all(FLERR, "pair_style mlipdrive: non_conservative on gives no per-atom virial (the "
+                   "model's stress head is per structure); remove the per-atom stress compute, or "
+                   "use non_conservative off");
+    }
+    if (vflag_global && state->outputs.non_conservative_stress.empty()) {
+        error->all(FLERR, "pair_style mlipdrive: this run needs the virial (pressure, a barostat or "
+                   "compute pressure), but model '{}' has no non_conservative_stress output; use "
+                   "non_conservative off, or a thermo_style without press", state->model.name);
+    }
+}
+
+
+void PairMlipdrive::store_direct(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
+    auto& adaptor = *state->adaptor;
+    const auto& forces = evaluation.forces;
+    // the net force over the model's atoms of every rank is removed, as in
+    // metatomic's ASE and i-PI engines (a collective: every rank comes here)
+    double local[4] = {0.0, 0.0, 0.0, 0.0};
+    const int64_t n = forces.values.defined() ? forces.values.size(0) : 0;
+    const double* f = n ? forces.values.data_ptr<double>() : nullptr;
+    const int64_t* atoms = n ? forces.atoms.data_ptr<int64_t>() : nullptr;
+    for (int64_t i = 0; i < n; i++) {
+        if (atoms[i] < adaptor.n_local) {
+            for (int k = 0; k < 3; k++) {
+                local[k] += f[3 * i + k];
+            }
+            local[3] += 1.0;
+        }
+    }
+    double total[4];
+    MPI_Allreduce(local, total, 4, MPI_DOUBLE, MPI_SUM, world);
+    const double count = std::max(total[3], 1.0);
+    for (int64_t i = 0; i < n; i++) {
+        if (atoms[i] < adaptor.n_local) {
+            const int a = adaptor.lammps_index[atoms[i]];
+            for (int k = 0; k < 3; k++) {
+                tally.f[a][k] += f[3 * i + k] - total[k] / count;
+            }
+        }
+    }
+    if (tally.global_virial && evaluation.virial.defined()) {
+        auto w = evaluation.virial.accessor<double, 2>();
+        virial[0] += w[0][0];
+        virial[1] += w[1][1];
+        virial[2] += w[2][2];
+        virial[3] += 0.5 * (w[0][1] + w[1][0]);
+        virial[4] += 0.5 * (w[0][2] + w[2][0]);
+        virial[5] += 0.5 * (w[1][2] + w[2][1]);
+    }
+    store_energies(evaluation);
+}
+
+/* ----------------------------------------------------------------------
+   the energy-uncertainty check: per-atom values for `fix pair`, a warning (or
+   an error) naming the step and the atoms with the largest uncertainty
+------------------------------------------------------------------------- */
+
+void PairMlipdrive::check_uncertainty(const mlipdrive::Evaluation& evaluation) {
+    auto& s = *state;
+    if (s.outputs.uncertainty.empty()) {
+        return;
+    }
+    const auto& adaptor = *s.adaptor;
+    const auto start = std::chrono::steady_clock::now();
+    s.uncertainty.assign(std::max(atom->nmax, 1), 0.0);
+    std::vector<double> values;
+    std::vector<long> ids;
+    const auto& uncertainty = evaluation.uncertainty;
+    const int64_t n = uncertainty.values.defined() ? uncertainty.values.size(0) : 0;
+    const double* u = n ? uncertainty.values.data_ptr<double>() : nullptr;
+    const int64_t* atoms = n ? uncertainty.atoms.data_ptr<int64_t>() : nullptr;
+    for (int64_t i = 0; i < n; i++) {
+        if (atoms[i] < adaptor.n_local) {
+            const int a = adaptor.lammps_index[atoms[i]];
+            s.uncertainty[a] = u[i];
+            values.push_back(s.uncertainty[a]);
+            ids.push_back(static_cast<long>(atom->tag[a]));
+        }
+    }
+    const double threshold = s.settings.uncertainty_threshold;
+    auto report = mlipdrive::gather_uncertainty(world, values, ids, threshold);
+    s.time_check += mlipdrive::seconds_since(start);
+    if (report.count == 0) {
+        return;
+    }
+    const auto message = mlipdrive::uncertainty_exceeded_message(
+        fmt::format("{:g}", threshold), std::to_string(report.count), fmt::format("step {}", update->ntimestep),
+        report.worst
+    );
+    if (s.settings.uncertainty_action == "stop") {
+        error->all(FLERR, "pair_style mlipdrive (uncertainty_action stop): {}", message);
+    } else if (comm->me == 0) {
+        error->warning(FLERR, "pair_style mlipdrive: {}", message);
+    }
+}
+
+void* PairMlipdrive::extract_peratom(const char* name, int& ncol) {
+    ncol = 0;
+    auto& s = *state;
+    if (strcmp(name, "energy_uncertainty") != 0 || s.outputs.uncertainty.empty()) {
+        return nullptr;
+    }
+    const size_t size = static_cast<size_t>(std::max(atom->nmax, 1));
+    if (s.uncertainty.size() < size) {
+        s.uncertainty.resize(size, 0.0);
+    }
+    return s.uncertainty.data();
 }
 
 /* ----------------------------------------------------------------------
@@ -968,10 +1393,12 @@ void PairMlipdrive::finish() {
         return;
     }
     const double scale = 1000.0 / static_cast<double>(s.evaluations);
+    const auto check = s.outputs.uncertainty.empty() ? std::string()
+                                                      : fmt::format(", uncertainty check {:.3f}", s.time_check * scale);
     utils::logmesg(lmp, "mlipdrive: {} evaluations on rank 0, ms per evaluation: system {:.3f}, "
-                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}\n",
+                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}{}\n",
                    s.evaluations, s.time_system * scale, s.time_forward * scale, s.time_backward * scale,
-                   s.time_store * scale);
-    s.time_system = s.time_forward = s.time_backward = s.time_store = 0.0;
+                   s.time_store * scale, check);
+    s.time_system = s.time_forward = s.time_backward = s.time_store = s.time_check = 0.0;
     s.evaluations = 0;
 }

@@ -2,11 +2,14 @@
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
  *   pair_style mlipdrive MODEL.pt [device cpu|cuda|cuda:N] [settings default|turbo]
- *                        [extensions DIR] [mode auto|ghosts|periodic] [KEY VALUE]...
+ *                        [extensions DIR] [mode auto|ghosts|periodic] [remap_pairs on|off]
+ *                        [KEY VALUE]...
  *   pair_coeff * * Cu Al          (symbols or atomic numbers; NULL under hybrid)
+ *   fix U all pair 1 mlipdrive energy_uncertainty 0   (per-atom uncertainty, f_U)
  *
  * KEY VALUE: every row of the settings table in driver/mlipdrive/settings.py
- * (dtype, threads, check_consistency, ...), applied over the preset.
+ * (dtype, threads, check_consistency, variant, variant/energy,
+ * uncertainty_threshold, non_conservative, scale, ...), applied over the preset.
  */
 #ifndef MLIPDRIVE_PAIR_MLIPDRIVE_H
 #define MLIPDRIVE_PAIR_MLIPDRIVE_H
@@ -36,9 +39,15 @@ public:
     double init_one(int, int) override;
     void init_list(int, class NeighList*) override;
     void compute(int, int) override;
+#if MLIPDRIVE_LAMMPS_HAS_PAIR_FINISH
     void finish() override;
+#else
+    void finish();  // older LAMMPS have no Pair::finish(): no end-of-run timing line
+#endif
     void write_restart(FILE*) override;
     void read_restart(FILE*) override;
+    /// "energy_uncertainty": the last step's per-atom uncertainty (for fix pair)
+    void* extract_peratom(const char*, int&) override;
 
 private:
     void allocate();
@@ -56,6 +65,14 @@ private:
     bool atoms_changed();
     /// forces, virial and energies of one evaluation into LAMMPS's arrays
     void store(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
+    /// the energies alone (eng_vdwl, eatom)
+    void store_energies(const mlipdrive::Evaluation& evaluation);
+    /// non_conservative: the heads' forces (net force removed over all ranks) and virial
+    void store_direct(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
+    /// non_conservative: an error if this step needs a virial the model cannot give
+    void check_direct_virial();
+    /// the uncertainty check of one step (a collective operation)
+    void check_uncertainty(const mlipdrive::Evaluation& evaluation);
 
     /// the words of pair_style and pair_coeff, kept for restart files
     std::vector<std::string> style_args;

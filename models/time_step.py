@@ -2,7 +2,7 @@
 
 Times metatomic's own ASE calculator (``metatomic_ase.MetatomicCalculator``) on
 the 108-atom rattled, strained CuAl frame of the tests
-(``mlipdrive.testing.copper_aluminium(repeat=3, rattle=0.1, strain=0.03)``), one
+(``tests/structures.py``: ``copper_aluminium(repeat=3, rattle=0.1, strain=0.03)``), one
 torch thread, new positions before every call (so nothing is cached): wall
 and CPU time per call, median over ``--steps`` calls after ``--warmup``.
 
@@ -18,6 +18,8 @@ Usage (runtime venv): OMP_NUM_THREADS=1 python models/time_step.py MODEL.pt
 """
 
 import argparse
+import pathlib
+import sys
 import time
 
 import numpy as np
@@ -25,7 +27,9 @@ import torch
 from metatomic_ase import MetatomicCalculator
 
 from mlipdrive.extensions import import_extension_packages
-from mlipdrive.testing import copper_aluminium
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+from structures import copper_aluminium  # noqa: E402  (the tests' structures)
 
 
 def main():

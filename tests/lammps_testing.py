@@ -221,12 +221,13 @@ def export_lj_variant(path, *, interaction_range=None, **options):
     return path
 
 
-def argon_capabilities():
-    """Capabilities of the test variants of the LJ argon model (8.5 Å, float64, CPU)."""
+def argon_capabilities(outputs=None):
+    """Capabilities of the test variants of the LJ argon model (8.5 Å, float64, CPU);
+    ``outputs`` replaces the single per-atom energy output."""
     from metatomic.torch import ModelCapabilities, ModelOutput
 
     return ModelCapabilities(
-        outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},
+        outputs=outputs or {"energy": ModelOutput(unit="eV", sample_kind="atom")},
         atomic_types=[18],
         interaction_range=8.5,
         length_unit="angstrom",
@@ -322,12 +323,12 @@ class WrappedArgon(torch.nn.Module):
         self.lj = LennardJones(3.405, 0.0104, 8.5, False, False)
 
 
-def save_argon_variant(module, path, name, description, collect_extensions=None):
-    """Save ``module`` as a metatomic model with :func:`argon_capabilities`."""
+def save_argon_variant(module, path, name, description, collect_extensions=None, outputs=None):
+    """Save ``module`` as a metatomic model with :func:`argon_capabilities` (``outputs``)."""
     from metatomic.torch import AtomisticModel, ModelMetadata
 
     metadata = ModelMetadata(name=name, description=description)
-    model = AtomisticModel(module.eval(), metadata, argon_capabilities())
+    model = AtomisticModel(module.eval(), metadata, argon_capabilities(outputs))
     model.save(str(path), collect_extensions=collect_extensions)
     return path
 

@@ -2,7 +2,8 @@
 against hostile peers (random bytes, truncations, absurd sizes).
 
 No model and no i-PI process here: a fake potential whose answers depend on its
-input, with an asymmetric virial so that the layout on the wire is checked.
+input, with an asymmetric virial so that its symmetrisation on the wire (as i-PI's
+metatomic driver does) is checked.
 """
 
 import contextlib
@@ -37,7 +38,7 @@ from mlipdrive.ipi import (
 )
 from mlipdrive.ipi import _protocol as P
 from mlipdrive.ipi._client import HARTREE_PER_BOHR_PER_EV_PER_ANGSTROM
-from mlipdrive.ipi.testing import free_port, unique_address
+from ipi_testing import free_port, unique_address
 
 NATOMS = 5
 TYPES = np.full(NATOMS, 18)
@@ -147,7 +148,7 @@ def expected_reply(positions_bohr, h):
     return (
         np.sum(positions**2) * HARTREE_PER_EV,
         -2.0 * positions * HARTREE_PER_BOHR_PER_EV_PER_ANGSTROM,
-        virial.T * HARTREE_PER_EV,
+        0.5 * (virial + virial.T) * HARTREE_PER_EV,
     )
 
 
@@ -352,7 +353,9 @@ def test_natoms_cannot_change_mid_run():
     second = posdata(*structure(natoms=NATOMS + 1))
     outcome = run_stream(init() + first + second)
     assert isinstance(outcome["error"], ProtocolError)
-    assert "cannot change during a run" in str(outcome["error"])
+    message = str(outcome["error"])
+    assert f"i-PI sent positions of {NATOMS + 1} atoms, but this client serves {NATOMS}" in message
+    assert "--active with the same indices" in message
 
 
 def test_absurd_sizes_are_refused_before_allocating():
@@ -571,12 +574,17 @@ def test_serve_reports_model_failures_and_missing_servers(capsys):
 # ---------------------------------------------------------------------- command lines
 
 def test_ipi_driver_entry_rejects_bad_options(capsys):
-    from mlipdrive.ipi_command import ipi_driver_main
+    from mlipdrive.ipi.command import ipi_driver_main
 
     assert ipi_driver_main(["-m", "harmonic", "-o", "template=a.xyz,model=m.pt"]) == 2
     assert "use -m metatomic" in capsys.readouterr().err
-    assert ipi_driver_main(["-o", "template=a.xyz,model=m.pt,energy_ensemble=true"]) == 2
-    assert "unknown -o option(s) ['energy_ensemble']" in capsys.readouterr().err
+    assert ipi_driver_main(["-o", "template=a.xyz,model=m.pt,ensemble_size=4"]) == 2
+    assert "unknown -o option(s) ['ensemble_size']" in capsys.readouterr().err
+    options = "template=a.xyz,model=m.pt,force_virial_ensemble=True"
+    assert ipi_driver_main(["-o", options]) == 2
+    assert "force_virial_ensemble=True needs energy_ensemble=True" in capsys.readouterr().err
+    assert ipi_driver_main(["-o", "template=a.xyz,model=m.pt,device=cuda:0;cuda:1"]) == 2
+    assert "runs one device per process" in capsys.readouterr().err
     assert ipi_driver_main(["-o", "template=a.xyz"]) == 2
     assert "-o needs model=FILE" in capsys.readouterr().err
 

@@ -13,10 +13,21 @@ class MLIPCalculator(Calculator):
 
     :param model: path of an exported model, or a loaded :class:`Potential`
         (which must use the 'metal'/'ase' unit system: Å and eV)
-    :param settings, device, extensions: as in :func:`mlipdrive.load`
+    :param settings, device, extensions: as in :func:`mlipdrive.load`; the
+        settings also choose the outputs, as ``MetatomicCalculator``'s arguments
+        do: ``{"variant": "pbe"}`` (``variants={"energy": "pbe"}``),
+        ``{"non_conservative": True}``, ``{"uncertainty_threshold": 0.2}`` (0 or
+        'off' for ``None``), ``{"uncertainty_action": "stop"}``, ``{"scale": 0.5}``
+
+    Where the model has a per-atom ``energy_uncertainty`` and the check is on,
+    ``results["energy_uncertainty"]`` holds it (eV per atom) after every
+    calculation, and an :class:`mlipdrive.uncertainty.UncertaintyWarning` names
+    the atoms above the threshold.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = [
+        "energy", "free_energy", "energies", "forces", "stress", "energy_uncertainty",
+    ]
 
     def __init__(self, model, *, settings="default", device="cpu", extensions=None, **kwargs):
         super().__init__(**kwargs)
@@ -50,7 +61,13 @@ class MLIPCalculator(Calculator):
         self.results["forces"] = results.forces
         if results.energies is not None:
             self.results["energies"] = results.energies
+        if results.energy_uncertainty is not None:
+            self.results["energy_uncertainty"] = results.energy_uncertainty
         if results.stress is not None:
             self.results["stress"] = full_3x3_to_voigt_6_stress(results.stress)
         elif "stress" in properties:
-            raise ValueError("stress needs a cell periodic in all three directions")
+            raise ValueError(
+                "stress needs a cell periodic in all three directions"
+                + (" and, with non_conservative, a model with a non_conservative_stress "
+                   "output" if self.potential.settings.non_conservative else "")
+            )

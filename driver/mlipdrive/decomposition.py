@@ -21,7 +21,8 @@ and pairs are kept while no atom moved more than half the skin), evaluates its
 own domain (local atoms + ghost halo, energy of the local atoms only) and writes
 its share into one float64 buffer
 
-    [failed ranks, local atoms, energy, virial (9), forces (3n), energies (n)]
+    [failed ranks, local atoms, energy, virial (9), forces (3n), energies (n),
+     energy uncertainties (n, where the model has them)]
 
 with the forces on ghosts already added onto their owner atoms and zeros
 elsewhere; one ``MPI_Reduce(SUM)`` gives rank 0 the complete results. A
@@ -343,8 +344,10 @@ class DistributedPotential:
                 "identical nodes or report this with the structure"
             )
         results = Results(energy=float(buffer[_ENERGY]))
-        if stress:
-            results.virial = buffer[_VIRIAL].reshape(3, 3).copy()
+        virial = buffer[_VIRIAL].reshape(3, 3).copy()
+        # NaN: a domain had no virial (non-conservative model without stress)
+        if stress and np.isfinite(virial).all():
+            results.virial = virial
             volume = abs(np.linalg.det(cell))
             if pbc.all() and volume > 0:
                 results.stress = -results.virial / volume
@@ -354,6 +357,10 @@ class DistributedPotential:
             end += 3 * n_atoms
         if per_atom:
             results.energies = buffer[end : end + n_atoms]
+            end += n_atoms
+        if self.potential.outputs.uncertainty is not None:
+            results.energy_uncertainty = buffer[end : end + n_atoms]
+        self.potential.finish(results)
         return results
 
     def _share(self, header, positions, cell, pbc):
@@ -361,8 +368,9 @@ class DistributedPotential:
         failed, (a buffer that only counts the failure, the error to report)."""
         n_atoms = int(header[1])
         forces, stress, per_atom = bool(header[2]), bool(header[3]), bool(header[4])
+        uncertainty = self.potential.outputs.uncertainty is not None
         size = _OFFSET + (3 * n_atoms if forces else 0) + (n_atoms if per_atom else 0)
-        buffer = np.zeros(size)
+        buffer = np.zeros(size + (n_atoms if uncertainty else 0))
         error = None
         try:
             domain, pairs = self._domains.update(positions, cell, pbc)
@@ -375,17 +383,23 @@ class DistributedPotential:
                     stress=stress,
                     per_atom=per_atom,
                     pairs=pairs,
+                    structure_cell=cell,
+                    structure_pbc=pbc,
                 )
             buffer[_LOCAL] = domain.n_local
             buffer[_ENERGY] = share.energy
             if stress:
-                buffer[_VIRIAL] = share.virial.reshape(-1)
+                virial = share.virial if share.virial is not None else np.full((3, 3), np.nan)
+                buffer[_VIRIAL] = virial.reshape(-1)
             end = _OFFSET
             if forces:
                 buffer[end : end + 3 * n_atoms] = share.forces.reshape(-1)
                 end += 3 * n_atoms
             if per_atom:
                 buffer[end : end + n_atoms] = share.energies
+                end += n_atoms
+            if uncertainty:
+                buffer[end : end + n_atoms] = share.energy_uncertainty
         except Exception as exc:  # noqa: BLE001 -- reported to rank 0, raised there
             error = (self.rank, type(exc).__name__, str(exc), traceback.format_exc())
             buffer[:] = 0.0

@@ -361,13 +361,20 @@ class DomainEvaluator:
         stress: bool = True,
         per_atom: bool = False,
         pairs=None,
+        structure_cell=None,
+        structure_pbc=None,
     ) -> Results:
         """This domain's share: the energy of its local atoms, forces on all
         atoms of the structure ((n, 3), zero away from the domain), its virial,
-        and per-atom energies ((n,), zero outside the domain's local atoms).
-        ``types`` are the types of the whole structure; ``pairs`` the domain's
-        :meth:`pairs` if already computed. A domain without local atoms gives
-        zeros without calling the model.
+        and per-atom energies and uncertainties ((n,), zero outside the domain's
+        local atoms). ``types`` are the types of the whole structure; ``pairs``
+        the domain's :meth:`pairs` if already computed. A domain without local
+        atoms gives zeros without calling the model.
+
+        With ``non_conservative`` the model gets ``structure_cell`` and
+        ``structure_pbc`` (the pairs keep the domain's shifts, zero along cut
+        axes): its stress is then per volume of the whole structure, and the
+        domains' virials (``-stress * volume``) add up.
         """
         n_atoms = len(types)
         share = Results(
@@ -376,13 +383,18 @@ class DomainEvaluator:
             virial=np.zeros((3, 3)) if stress else None,
             energies=np.zeros(n_atoms) if per_atom else None,
         )
+        if self.potential.outputs.uncertainty is not None:
+            share.energy_uncertainty = np.zeros(n_atoms)
         if domain.n_local == 0:
             return share
+        cell, pbc = domain.cell, domain.pbc
+        if self.potential.settings.non_conservative and structure_cell is not None:
+            cell, pbc = structure_cell, structure_pbc
         results = self.potential.compute(
             domain.positions,
             types[domain.owners],
-            domain.cell,
-            domain.pbc,
+            cell,
+            pbc,
             forces=forces,
             stress=stress,
             per_atom=per_atom,
@@ -390,6 +402,7 @@ class DomainEvaluator:
             # back in that order whatever order the model sorts its samples in
             selected_atoms=np.arange(domain.n_local),
             pairs=self.pairs(domain) if pairs is None else pairs,
+            partial=True,
         )
         share.energy = results.energy
         if forces:
@@ -402,6 +415,9 @@ class DomainEvaluator:
             share.virial = results.virial
         if per_atom:
             share.energies[domain.owners[: domain.n_local]] = results.energies
+        if results.energy_uncertainty is not None:
+            local = domain.owners[: domain.n_local]
+            share.energy_uncertainty[local] = results.energy_uncertainty[: domain.n_local]
         return share
 
 

@@ -28,6 +28,7 @@ def describe(potential) -> str:
         f"devices           {list(caps.supported_devices)} (running on {potential.device})",
         f"torch threads     {torch.get_num_threads()}",
     ]
+    lines += _output_lines(potential)
     lines += [f"note              {note}" for note in potential.notes]
     for options, cutoff in zip(potential.requested_neighbor_lists, potential.cutoffs):
         kind = "full" if options.full_list else "half"
@@ -39,6 +40,31 @@ def describe(potential) -> str:
     for name, value in potential.settings.as_dict().items():
         lines.append(f"  {name:18} {value!r}")
     return "\n".join(lines)
+
+
+def _output_lines(potential) -> list:
+    """The variants of each output the settings choose from, and the choice."""
+    from .outputs import OUTPUT_NAMES, describe_variants
+
+    outputs = potential.capabilities.outputs
+    lines = []
+    for output in OUTPUT_NAMES:
+        variants = describe_variants(outputs, output)
+        if variants:
+            lines.append(f"variants          {output}: {variants}")
+    chosen = potential.outputs
+    used = [f"energy '{chosen.energy}'"]
+    if chosen.uncertainty:
+        settings = potential.settings
+        used.append(
+            f"uncertainty '{chosen.uncertainty}' ({settings.uncertainty_action} above "
+            f"{settings.uncertainty_threshold:g} eV/atom)"
+        )
+    if chosen.non_conservative_forces:
+        used.append(f"forces '{chosen.non_conservative_forces}'")
+        used.append(f"stress '{chosen.non_conservative_stress or 'none'}'")
+    lines.append("uses              " + ", ".join(used))
+    return lines
 
 
 def run(args) -> int:

@@ -10,6 +10,11 @@ Conventions (the same in every engine):
   domains): atoms are local atoms plus ghost atoms, usually with no periodicity,
   and only ``selected_atoms`` contribute to the energy. Forces are returned for
   every atom, ghosts included, for the caller to send back to their owners.
+- which outputs are used (variants, the energy uncertainty, non-conservative
+  forces and stress) follows the settings (:mod:`mlipdrive.outputs`);
+  ``non_conservative`` takes forces and stress from the model's heads, without a
+  backward pass, and removes their net force (as metatomic's ASE and i-PI
+  engines do); ``scale`` multiplies energy, forces and virial.
 """
 
 import contextlib
@@ -30,8 +35,10 @@ from metatomic.torch import (
 )
 
 from .neighbors import VerletPairs, half_list_mask, neighbor_block
+from .outputs import choose_outputs, ensemble_output
 from .settings import InferenceSettings
 from .extensions import no_missing_autograd
+from .uncertainty import check_uncertainty
 from .units import UnitSystem
 
 #: metatomic's dtype names (ModelCapabilities.dtype) -> torch dtypes
@@ -50,6 +57,14 @@ class Results:
     virial: Optional[np.ndarray] = None
     stress: Optional[np.ndarray] = None
     energies: Optional[np.ndarray] = None
+    #: per-atom energy uncertainty in eV (whatever the unit system), where the
+    #: model has one and the check is on; zero for atoms not selected
+    energy_uncertainty: Optional[np.ndarray] = None
+    #: ``ensemble``: the energy of each ensemble member (members,), and with
+    #: forces their forces (members, n, 3) and virials (members, 3, 3)
+    energy_ensemble: Optional[np.ndarray] = None
+    forces_ensemble: Optional[np.ndarray] = None
+    virial_ensemble: Optional[np.ndarray] = None
 
 
 class InvalidInput(ValueError):
@@ -86,13 +101,13 @@ class Potential:
         #: what the settings asked for but could not do here ("tf32: no effect on
         #: CPU"); filled by :func:`mlipdrive.load`
         self.notes: List[str] = []
-        self._energy_key = "energy"
-        if self._energy_key not in self.capabilities.outputs:
-            raise InvalidInput(
-                "this model has no 'energy' output "
-                f"(it has {list(self.capabilities.outputs.keys())}); mlipdrive runs "
-                "conservative energy models"
-            )
+        #: the model outputs the settings ask for (variants, uncertainty, heads)
+        self.outputs = choose_outputs(
+            self.capabilities.outputs, settings, model.metadata().name or "model"
+        )
+        self._energy_key = self.outputs.energy
+        #: whole-structure evaluations so far (the uncertainty warnings count them)
+        self.evaluations = 0
         # the model sums its per-atom energies itself, at a cost (metatrain's
         # sum_over_samples); with atom_energy_sum this driver sums them
         self.sum_atom_energies = settings.atom_energy_sum and (
@@ -117,6 +132,8 @@ class Potential:
         per_atom: bool = False,
         selected_atoms=None,
         pairs=None,
+        partial: bool = False,
+        ensemble: str = "",
     ) -> Results:
         """Energy (and forces, virial/stress, per-atom energies) of one structure.
 
@@ -129,6 +146,12 @@ class Potential:
         :param pairs: optional ``(pairs (m, 2), shifts (m, 3))``, a *full* list of
             candidate pairs (both directions) that contains every pair within the
             model's cutoff; then no neighbour search is done
+        :param partial: this is one domain's share of a larger structure: skip
+            :meth:`finish` (the uncertainty check and the removal of the net
+            non-conservative force), which the caller applies to the whole
+        :param ensemble: '' (none), 'energy' (the energy of each member of the
+            model's ``energy_ensemble``) or 'forces' (also their forces and
+            virials, one backward pass per member), as i-PI's driver offers
 
         A structure without atoms has energy 0, forces of shape (0, 3) and a zero
         virial, without a call to the model (metatomic energies are sums over
@@ -140,13 +163,42 @@ class Potential:
         selection = self._selection_labels(selected_atoms, len(types_np))
         if len(types_np) == 0:
             return _empty_results(pbc_np, forces, stress, per_atom)
+        direct = self.settings.non_conservative
         system, positions_t, strain = self._system(
-            positions_np, types_np, cell_np, pbc_np, forces, stress, pairs
+            positions_np, types_np, cell_np, pbc_np, forces and not direct,
+            stress and not direct, pairs,
         )
-        energy, results = self._forward(system, per_atom, selection)
-        self._backward(results, energy, positions_t if forces else None, strain)
+        energy, results, outputs = self._forward(
+            system, per_atom, selection, forces, stress, ensemble
+        )
+        if ensemble:
+            self._ensemble(results, outputs, ensemble, positions_t, strain)
+        if direct:
+            self._direct_forces(results, outputs, system, forces, stress)
+        else:
+            self._backward(results, energy, positions_t if forces else None, strain)
         results.stress = _stress(results.virial, cell_np, pbc_np)
+        _scale(results, self.settings.scale)
+        if not partial:
+            self.finish(results)
         return results
+
+    def finish(self, results: Results, where: Optional[str] = None, labels=None):
+        """What is done once per whole structure (after the reduction when domains
+        share it): remove the net non-conservative force, check the uncertainty
+        (``where`` names the step in the message, default 'evaluation N')."""
+        self.evaluations += 1
+        if self.settings.non_conservative and results.forces is not None and len(results.forces):
+            results.forces -= results.forces.mean(axis=0)
+        if results.energy_uncertainty is not None:
+            with timed(self.timings, "uncertainty check"):
+                check_uncertainty(
+                    results.energy_uncertainty,
+                    self.settings.uncertainty_threshold,
+                    self.settings.uncertainty_action,
+                    where or f"evaluation {self.evaluations}",
+                    labels,
+                )
 
     def energy_output(self, per_atom: bool = False) -> ModelOutput:
         """The energy output to ask the model for; its values sum to the energy."""
@@ -179,12 +231,60 @@ class Potential:
             self._add_neighbor_lists(system, positions_np, model_cell, pbc_np, pairs)
         return system, positions_t, strain
 
-    def _forward(self, system, per_atom: bool, selection):
-        """(the energy tensor, :class:`Results` with the energy and, if asked, the
-        per-atom energies), or FloatingPointError for a non-finite energy."""
+    def model_outputs(
+        self, per_atom: bool, forces: bool, stress: bool, ensemble: str = ""
+    ) -> Dict[str, ModelOutput]:
+        """The outputs to ask the model for in one evaluation."""
+        requested = {self._energy_key: self.energy_output(per_atom)}
+        if ensemble:
+            requested[self.ensemble_key()] = ModelOutput(unit=self.units.energy, sample_kind="system")
+        chosen, units = self.outputs, self.units
+        if chosen.uncertainty is not None:
+            # in eV whatever the unit system: the threshold is in eV
+            requested[chosen.uncertainty] = ModelOutput(unit="eV", sample_kind="atom")
+        if chosen.non_conservative_forces is not None and forces:
+            requested[chosen.non_conservative_forces] = ModelOutput(
+                unit=f"{units.energy}/{units.length}", sample_kind="atom"
+            )
+        if chosen.non_conservative_stress is not None and stress:
+            requested[chosen.non_conservative_stress] = ModelOutput(
+                unit=f"{units.energy}/{units.length}^3", sample_kind="system"
+            )
+        return requested
+
+    def ensemble_key(self) -> str:
+        """The model's energy ensemble output (OutputChoiceError if it has none)."""
+        return ensemble_output(
+            self.capabilities.outputs, self.settings, self.model.metadata().name or "model"
+        )
+
+    def _ensemble(self, results: Results, outputs, ensemble: str, positions_t, strain):
+        """The members' energies and, for 'forces', their forces and virials."""
+        members = outputs[self.ensemble_key()].block().values.reshape(-1)
+        results.energy_ensemble = _to_numpy(members)
+        if ensemble != "forces":
+            return
+        if self.settings.non_conservative or positions_t is None or strain is None:
+            raise InvalidInput(
+                "an ensemble of forces and virials needs forces and stress by autograd: "
+                "turn non_conservative off"
+            )
+        forces, virials = [], []
+        with timed(self.timings, "backward"), no_missing_autograd():
+            for member in members:
+                gradient = torch.autograd.grad(member, [positions_t, strain], retain_graph=True)
+                forces.append(-_to_numpy(gradient[0]))
+                virials.append(-_to_numpy(gradient[1]))
+        results.forces_ensemble = np.stack(forces)
+        results.virial_ensemble = np.stack(virials)
+
+    def _forward(self, system, per_atom: bool, selection, forces: bool, stress: bool, ensemble=""):
+        """(the energy tensor, :class:`Results` with the energy, the per-atom
+        energies if asked and the uncertainty, the model's outputs), or
+        FloatingPointError for a non-finite energy."""
         options = ModelEvaluationOptions(
             length_unit=self.units.length,
-            outputs={self._energy_key: self.energy_output(per_atom)},
+            outputs=self.model_outputs(per_atom, forces, stress, ensemble),
             selected_atoms=selection,
         )
         with timed(self.timings, "forward"):
@@ -199,7 +299,29 @@ class Potential:
             )
         if per_atom:
             results.energies = values.detach().reshape(-1).to(torch.float64).cpu().numpy()
-        return energy, results
+        if self.outputs.uncertainty is not None:
+            n_atoms = len(system.positions)
+            block = outputs[self.outputs.uncertainty].block()
+            results.energy_uncertainty = _per_atom(block, n_atoms, 1).reshape(-1)
+        return energy, results, outputs
+
+    def _direct_forces(self, results: Results, outputs, system, forces: bool, stress: bool):
+        """Forces and virial from the model's non-conservative outputs: forces on
+        the selected atoms (zero on the others: ghosts get no force), virial
+        ``-stress * volume`` for a cell periodic along all three axes."""
+        chosen = self.outputs
+        if forces:
+            block = outputs[chosen.non_conservative_forces].block()
+            results.forces = _per_atom(block, len(system.positions), 3)
+            if not np.isfinite(results.forces).all():
+                raise FloatingPointError(
+                    "the model returned non-finite non-conservative forces; check the "
+                    "structure (atoms too close?) and that the model suits these elements"
+                )
+        if stress and chosen.non_conservative_stress is not None and bool(system.pbc.all()):
+            values = outputs[chosen.non_conservative_stress].block().values
+            volume = abs(float(torch.det(system.cell.detach().to(torch.float64))))
+            results.virial = -_to_numpy(values).reshape(3, 3) * volume
 
     def _backward(self, results: Results, energy, positions_t, strain):
         """Fill ``results.forces`` (if ``positions_t``) and ``results.virial`` (if
@@ -378,6 +500,28 @@ def check_types(types: np.ndarray, known: Sequence[int]):
             f"atomic types {bad} are not supported by this model, which knows "
             f"{list(known)}; use a model trained for these elements"
         )
+
+
+def _per_atom(block, n_atoms: int, width: int) -> np.ndarray:
+    """(n_atoms, width) float64 values of a per-atom output block, zero for the
+    atoms it has no sample for (atoms not selected)."""
+    values = _to_numpy(block.values).reshape(-1, width)
+    atoms = block.samples.column("atom").to(torch.int64).cpu().numpy()
+    result = np.zeros((n_atoms, width))
+    result[atoms] = values
+    return result
+
+
+def _scale(results: Results, scale: float):
+    """Multiply energy, forces, virial, stress and per-atom energies by ``scale``."""
+    if scale == 1.0:
+        return
+    results.energy *= scale
+    for name in ("forces", "virial", "stress", "energies", "energy_ensemble",
+                 "forces_ensemble", "virial_ensemble"):
+        value = getattr(results, name)
+        if value is not None:
+            setattr(results, name, value * scale)
 
 
 def _empty_results(pbc, forces: bool, stress: bool, per_atom: bool) -> Results:

@@ -32,7 +32,25 @@ class Setting:
     choices: Tuple[Any, ...] = ()
     #: smallest allowed value of a number (which must also be finite)
     minimum: Optional[float] = None
+    #: the spelling of LAMMPS keywords and command-line options when it is not
+    #: ``name`` (metatomic's ``variant/energy`` for the field ``variant_energy``)
+    keyword: str = ""
+    #: words that mean the value 0 for a number ('off' for uncertainty_threshold)
+    zero_words: Tuple[str, ...] = ()
 
+    @property
+    def spelling(self) -> str:
+        """How engines spell it: :attr:`keyword`, else :attr:`name`."""
+        return self.keyword or self.name
+
+
+#: the outputs whose variant can be chosen on its own (``variant/<output>``)
+VARIANT_OUTPUTS = (
+    "energy",
+    "energy_uncertainty",
+    "non_conservative_forces",
+    "non_conservative_stress",
+)
 
 SETTINGS = (
     Setting(
@@ -77,10 +95,62 @@ SETTINGS = (
         "tf32", bool, {"default": False, "turbo": True}, "",
         "allow TF32 matmuls (CUDA only; no effect on CPU)",
     ),
+    # ---- which outputs of the model, and how (metatomic's pair_style keywords)
+    Setting(
+        "variant", str, {"default": "", "turbo": ""}, "",
+        "variant of every output used (energy, energy_uncertainty, "
+        "non_conservative_forces/stress), as in 'energy/<variant>'; '' or 'off': "
+        "the model's default outputs",
+    ),
+    *(
+        Setting(
+            f"variant_{output}", str, {"default": "", "turbo": ""}, "",
+            f"variant of the {output} output; '' follows "
+            + ("'variant'" if output == "energy" else "the energy's variant")
+            + ", 'off' takes the default output",
+            keyword=f"variant/{output}",
+        )
+        for output in VARIANT_OUTPUTS
+    ),
+    Setting(
+        "uncertainty_threshold", float, {"default": 0.1, "turbo": 0.1}, "eV",
+        "warn (see uncertainty_action) when the model's per-atom energy uncertainty "
+        "(output energy_uncertainty) exceeds this, in eV per atom in every engine; "
+        "0 or 'off' turns the check off; models without the output: no check",
+        minimum=0.0, zero_words=("off",),
+    ),
+    Setting(
+        "uncertainty_action", str, {"default": "warn", "turbo": "warn"}, "",
+        "what an uncertainty above the threshold does: 'warn' (the step and the "
+        "worst atoms) or 'stop' (an error)",
+        choices=("warn", "stop"),
+    ),
+    Setting(
+        "non_conservative", bool, {"default": False, "turbo": False}, "",
+        "forces and stress from the model's non_conservative_forces/stress outputs "
+        "instead of the energy's gradients (no backward pass; not energy-conserving: "
+        "NVE drifts, use a thermostat)",
+    ),
+    Setting(
+        "scale", float, {"default": 1.0, "turbo": 1.0}, "",
+        "multiply the energy, forces and virial (and per-atom energies) by this",
+    ),
 )
 
 PRESETS = ("default", "turbo")
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
+#: every spelling of a setting (field name and keyword) -> the setting
+_BY_SPELLING = {**_BY_NAME, **{s.keyword: s for s in SETTINGS if s.keyword}}
+
+
+def field_name(spelling: str) -> str:
+    """The field of :class:`InferenceSettings` for a setting spelled ``spelling``
+    ('variant/energy' -> 'variant_energy'); ValueError for an unknown one."""
+    setting = _BY_SPELLING.get(spelling)
+    if setting is None:
+        known = sorted(s.spelling for s in SETTINGS)
+        raise ValueError(f"unknown setting '{spelling}'; known: {known}")
+    return setting.name
 
 
 class _SettingsMethods:
@@ -113,12 +183,13 @@ class _SettingsMethods:
         if name not in PRESETS:
             raise ValueError(f"unknown settings preset '{name}'; use one of {PRESETS}")
         values = {setting.name: setting.presets[name] for setting in SETTINGS}
-        unknown = set(overrides) - set(values)
+        unknown = set(overrides) - set(_BY_SPELLING)
         if unknown:
             raise ValueError(
-                f"unknown setting(s) {sorted(unknown)}; known: {sorted(values)}"
+                f"unknown setting(s) {sorted(unknown)}; known: "
+                f"{sorted(s.spelling for s in SETTINGS)}"
             )
-        values.update(overrides)
+        values.update({field_name(key): _coerce(key, value) for key, value in overrides.items()})
         return cls(**values)
 
     @classmethod
@@ -159,15 +230,27 @@ def resolve(settings: SettingsLike) -> InferenceSettings:
     return InferenceSettings.preset(preset, **values)
 
 
+def _coerce(name: str, value: Any) -> Any:
+    """A value given in Python: text as on a command line ('off', 'on', '0.2') for
+    settings that are not text, and an int where a float is expected."""
+    kind = _BY_NAME[field_name(name)].type
+    if isinstance(value, str) and kind is not str:
+        return parse_value(name, value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def parse_value(name: str, text: Any) -> Any:
-    """Convert a command-line value to the type of setting ``name``."""
-    if name not in _BY_NAME:
-        raise ValueError(f"unknown setting '{name}'; known: {sorted(_BY_NAME)}")
-    kind = _BY_NAME[name].type
+    """Convert a command-line value to the type of setting ``name`` (either spelling)."""
+    setting = _BY_NAME[field_name(name)]
+    kind = setting.type
     if not isinstance(text, str):
         return text
     if kind is bool:
         return parse_on_off(text, f"setting '{name}'")
+    if text.lower() in setting.zero_words:
+        return kind(0)
     try:
         return kind(text)
     except ValueError:
@@ -313,7 +396,7 @@ def main(argv: Optional[list] = None):
     else:
         for setting in SETTINGS:
             presets = ", ".join(f"{k}={v!r}" for k, v in setting.presets.items())
-            print(f"{setting.name:18} {presets:40} {setting.doc}")
+            print(f"{setting.spelling:32} {presets:40} {setting.doc}")
 
 
 if __name__ == "__main__":

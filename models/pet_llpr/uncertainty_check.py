@@ -5,7 +5,7 @@ any per-atom ``energy_uncertainty`` passes ``uncertainty_threshold`` (default
 0.1 eV). This script gives the structures that the tests reuse:
 
 * :func:`near_structure`: the tests' 108-atom rattled, strained fcc CuAl frame
-  (``mlipdrive.testing.copper_aluminium(repeat=3, rattle=0.1, strain=0.03)``),
+  (``copper_aluminium(repeat=3, rattle=0.1, strain=0.03)`` of tests/structures.py),
   like the training data: the warning must NOT fire;
 * :func:`far_structures`: the same frame compressed to 80 % of its lattice
   constant (nearest neighbours ~2.1 A, none closer than ~2.3 A in training),
@@ -30,7 +30,8 @@ import numpy as np
 from metatomic.torch import ModelOutput
 from metatomic_ase import MetatomicCalculator
 
-from mlipdrive.testing import copper_aluminium
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
+from structures import copper_aluminium  # noqa: E402  (the tests' structures)
 
 MODEL = pathlib.Path(__file__).resolve().parent / "pet-cual-llpr.pt"
 THRESHOLD = 0.1  # eV per atom: metatomic's default uncertainty_threshold

@@ -13,13 +13,17 @@ Usage (runtime venv): python nc_check.py MODEL.pt TEST.xyz [--extensions DIR]
 """
 
 import argparse
+import pathlib
+import sys
 
 import ase.io
 import numpy as np
 from metatomic_ase import MetatomicCalculator
 
 from mlipdrive.extensions import import_extension_packages
-from mlipdrive.testing import copper_aluminium
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
+from structures import copper_aluminium  # noqa: E402  (the tests' structures)
 
 
 def forces_and_stress(calc, atoms):

@@ -19,7 +19,7 @@ server went away, 5 a malformed message, 6 the model failed, 130 interrupted,
 import argparse
 import sys
 
-from .cli import (
+from mlipdrive.cli import (
     add_settings_arguments,
     non_negative_float,
     port_number,
@@ -45,7 +45,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--structure", required=True,
         help="structure that initialises i-PI (gives the atom types and their "
-        "number; any format ASE reads)",
+        "number; any format ASE reads); with an <activelist>, see --active",
     )
     parser.add_argument(
         "--structure-format", default=None, help="ASE format of --structure (default: guess)"
@@ -82,6 +82,13 @@ def add_client_arguments(parser):
         help="send per-atom energies (Hartree) in the extras, as {\"energies\": [...]}",
     )
     parser.add_argument(
+        "--active", default=None, metavar="INDICES",
+        help="the <activelist> of i-PI's <ffsocket>, e.g. '0,1,2' or '[0, 1, 2]': i-PI "
+        "then sends only these atoms (0-based, in this order), and the client takes "
+        "their types from the full structure. Without it, a structure of just the "
+        "active atoms works too",
+    )
+    parser.add_argument(
         "--connect-timeout", type=non_negative_float, default=60.0, metavar="S",
         help="seconds to wait for i-PI to accept the connection; 0 tries once "
         "(default: 60)",
@@ -111,6 +118,7 @@ def client_options(args) -> dict:
     return dict(
         pbc=parse_pbc(args.pbc),
         per_atom_energies=args.per_atom_energies,
+        active=parse_active(args.active),
         connect_timeout=args.connect_timeout,
         message_timeout=args.message_timeout,
         idle_timeout=args.idle_timeout,
@@ -118,6 +126,19 @@ def client_options(args) -> dict:
         timings=args.timings,
         mpi=args.mpi,
     )
+
+
+def parse_active(text):
+    """'0,1,5', '0 1 5' or '[0, 1, 5]' (i-PI's activelist) -> [0, 1, 5]; None -> None."""
+    if text is None:
+        return None
+    words = text.replace("[", " ").replace("]", " ").replace(",", " ").split()
+    if not words or not all(word.isdigit() for word in words):
+        raise ValueError(
+            f"expected --active as i-PI's <activelist>, atom indices from 0 such as "
+            f"'0,1,2' or '[0, 1, 2]', got '{text}'"
+        )
+    return [int(word) for word in words]
 
 
 def run(args) -> int:
@@ -140,9 +161,20 @@ def run(args) -> int:
 
 # ----------------------------------------- mlipdrive-ipi-driver (i-PI driver options)
 
-# i-PI's metatomic driver options that mean the same here
+# i-PI's metatomic driver options (ipi/pes/metatomic.py) that mean the same here,
+# besides the settings of the same name (check_consistency, non_conservative,
+# uncertainty_threshold, skin), and ours (settings, pbc, per_atom_energies)
 _IPI_DRIVER_KEYS = {"template", "model", "device", "extensions", "settings", "pbc",
-                  "per_atom_energies", "verbose"}
+                    "per_atom_energies", "verbose", "energy_ensemble",
+                    "force_virial_ensemble"}
+# i-PI's variant options -> the settings they set
+_IPI_VARIANTS = {
+    "energy_variant": ("variant/energy",),
+    "non_conservative_variant": (
+        "variant/non_conservative_forces", "variant/non_conservative_stress",
+    ),
+    "uncertainty_variant": ("variant/energy_uncertainty",),
+}
 
 
 def ipi_driver_main(argv=None) -> int:
@@ -153,8 +185,13 @@ def ipi_driver_main(argv=None) -> int:
         prog="mlipdrive-ipi-driver",
         description="mlipdrive's i-PI client with i-pi-py_driver's options, e.g. "
         "mlipdrive-ipi-driver -u -a NAME -m metatomic -o template=init.xyz,model=model.pt",
-        epilog=_EPILOG + " -o also takes settings=default|turbo and every inference "
-        f"setting ({', '.join(s.name for s in SETTINGS)}).",
+        epilog=_EPILOG + " -o takes every option of i-PI's metatomic driver (template, "
+        "model, device, extensions, check_consistency, energy_ensemble, "
+        "force_virial_ensemble, non_conservative, energy_variant, "
+        "non_conservative_variant, uncertainty_variant, uncertainty_threshold (0 "
+        "disables it, as in i-PI; mlipdrive's default is 0.1 eV/atom), skin), and "
+        "settings=default|turbo and every inference setting "
+        f"({', '.join(s.spelling for s in SETTINGS)}).",
     )
     parser.add_argument("-u", "--unix", action="store_true", help="use a UNIX socket")
     parser.add_argument("-a", "--address", default="localhost",
@@ -171,7 +208,7 @@ def ipi_driver_main(argv=None) -> int:
     add_client_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return _ipi_driver_run(args, {s.name for s in SETTINGS})
+        return _ipi_driver_run(args, {s.name for s in SETTINGS} | {s.spelling for s in SETTINGS})
     except (ValueError, RuntimeError, OSError) as error:
         print(f"mlipdrive-ipi-driver: error: {error}", file=sys.stderr)
         return 2
@@ -192,24 +229,35 @@ def _ipi_driver_run(args, setting_names) -> int:
         if not sep:
             raise ValueError(f"expected key=value in -o, got '{item}'")
         params[key.strip()] = value.strip()
-    unknown = set(params) - _IPI_DRIVER_KEYS - setting_names
+    known = _IPI_DRIVER_KEYS | set(_IPI_VARIANTS) | setting_names
+    unknown = set(params) - known
     if unknown:
-        raise ValueError(
-            f"unknown -o option(s) {sorted(unknown)}; known: "
-            f"{sorted(_IPI_DRIVER_KEYS | setting_names)}"
-        )
+        raise ValueError(f"unknown -o option(s) {sorted(unknown)}; known: {sorted(known)}")
     for required in ("template", "model"):
         if required not in params:
             raise ValueError(f"-o needs {required}=FILE (e.g. -o template=init.xyz,"
                              "model=model.pt)")
     preset = params.pop("settings", "default")
+    for option, names in _IPI_VARIANTS.items():
+        if option in params:
+            value = params.pop(option)
+            params.update({name: value for name in names})
     given = {key: params.pop(key) for key in list(params) if key in setting_names}
     settings = InferenceSettings.from_strings(preset, **given)
+    args.ensemble = _ensemble(params, settings.non_conservative)
+    if ";" in params.get("device", ""):
+        raise ValueError(
+            f"device={params['device']}: i-PI's driver spreads batches over several "
+            "devices; mlipdrive-ipi-driver runs one device per process: give one device "
+            "(and one client per device, or mpirun for CPU ranks)"
+        )
     # -o pbc=..., per_atom_energies=..., verbose=... as i-pi-py_driver takes them
     args.pbc = params.get("pbc", args.pbc)
     for flag in ("per_atom_energies", "verbose"):
         if flag in params and parse_on_off(params[flag], f"-o {flag}"):
             setattr(args, flag, True)
+    options = client_options(args)
+    options["ensemble"] = args.ensemble
     return run_client(
         params["model"],
         params["template"],
@@ -220,8 +268,24 @@ def _ipi_driver_run(args, setting_names) -> int:
         address=args.address,
         port=None if args.unix else args.port,
         sockets_prefix=args.sockets_prefix,
-        **client_options(args),
+        **options,
     )
+
+
+def _ensemble(params, non_conservative: bool) -> str:
+    """'', 'energy' or 'forces' from i-PI's energy_ensemble and
+    force_virial_ensemble options, with i-PI's checks."""
+    from mlipdrive.settings import parse_on_off
+
+    energy = parse_on_off(params.get("energy_ensemble", "false"), "-o energy_ensemble")
+    forces = parse_on_off(params.get("force_virial_ensemble", "false"), "-o force_virial_ensemble")
+    if forces and not energy:
+        raise ValueError("force_virial_ensemble=True needs energy_ensemble=True too (as in i-PI)")
+    if forces and non_conservative:
+        raise ValueError(
+            "force_virial_ensemble and non_conservative cannot be on together (as in i-PI)"
+        )
+    return "forces" if forces else "energy" if energy else ""
 
 
 if __name__ == "__main__":

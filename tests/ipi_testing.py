@@ -59,9 +59,12 @@ class Simulation:
     pressure_bar: float = 1000.0
     seed: int = 31415
     batch_size: int = 1
-    extras: bool = False  # write the extras (per-atom energies) trajectory
+    extras: bool = False  # write the extras trajectory (of extras_type)
     forces: bool = False  # write the forces trajectory
     stride: int = 1
+    extras_type: str = "energies"  # the key of the extras JSON to write
+    active: Optional[Sequence[int]] = None  # the <ffsocket>'s <activelist>
+    weight: float = 1.0  # i-PI's <force weight>: the factor on the forcefield
 
 
 def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None,
@@ -79,6 +82,8 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
         )
     if simulation.batch_size > 1:
         socket_xml += f"<batch_size> {simulation.batch_size} </batch_size>"
+    if simulation.active is not None:
+        socket_xml += f"<activelist> {list(simulation.active)} </activelist>"
     socket_xml += "</ffsocket>"
 
     s = simulation.stride
@@ -92,8 +97,8 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
         outputs.append(f"<trajectory filename='for' stride='{s}' format='bin'> "
                        "forces </trajectory>")
     if simulation.extras:
-        outputs.append(f"<trajectory filename='extras' stride='{s}' extra_type='energies' "
-                       "flush='1'> extras </trajectory>")
+        outputs.append(f"<trajectory filename='extras' stride='{s}' "
+                       f"extra_type='{simulation.extras_type}' flush='1'> extras </trajectory>")
 
     temperature = f"<temperature units='kelvin'> {simulation.temperature_k} </temperature>"
     timestep = f"<timestep units='femtosecond'> {simulation.timestep_fs} </timestep>"
@@ -136,7 +141,7 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
       <file mode='ase'> {simulation.structure} </file>
       <velocities mode='thermal' units='kelvin'> {simulation.temperature_k} </velocities>
     </initialize>
-    <forces><force forcefield='driver'/></forces>
+    <forces><force forcefield='driver' weight='{simulation.weight!r}'/></forces>
     {ensemble}
     <motion mode='dynamics'> {dynamics} </motion>
   </system>
@@ -297,12 +302,13 @@ class Run:
 
 def client_command(kind: str, model, *, unix: Optional[str] = None,
                    port: Optional[int] = None, ranks: int = 2,
-                   extra: Sequence[str] = ()) -> List[str]:
+                   extra: Sequence[str] = (), params: str = "") -> List[str]:
     """The command line of a client of ``kind`` for ``init.xyz`` in the run directory.
 
     ``mlipdrive``: ``mlipdrive ipi``; ``ipi-driver``: ``mlipdrive-ipi-driver``;
-    ``mpi``: ``mpirun -np RANKS mlipdrive ipi``; ``reference``: i-PI's own
-    ``i-pi-py_driver -m metatomic``.
+    ``mpi``: ``mpirun -np RANKS mlipdrive ipi``; ``mpi-driver``: ``mpirun -np RANKS
+    mlipdrive-ipi-driver``; ``reference``: i-PI's own ``i-pi-py_driver -m
+    metatomic``. ``params`` is added to the ``-o`` of the last three.
     """
     model = str(pathlib.Path(model).resolve())
     if kind in ("mlipdrive", "mpi"):
@@ -313,9 +319,13 @@ def client_command(kind: str, model, *, unix: Optional[str] = None,
             command = [executable("mpirun"), "-np", str(ranks), *command]
         return command
     where = ["-u", "-a", unix] if unix is not None else ["-a", "localhost", "-p", str(port)]
-    options = ["-m", "metatomic", "-o", f"template=init.xyz,model={model}"]
+    options = ["-m", "metatomic", "-o", f"template=init.xyz,model={model}"
+               + (f",{params}" if params else "")]
     if kind == "ipi-driver":
         return [executable("mlipdrive-ipi-driver"), *where, *options, *extra]
+    if kind == "mpi-driver":
+        return [executable("mpirun"), "-np", str(ranks), executable("mlipdrive-ipi-driver"),
+                *where, *options, *extra]
     if kind == "reference":
         return [executable("i-pi-py_driver"), *where, *options, *extra]
     raise ValueError(f"unknown client kind '{kind}'")
@@ -323,7 +333,7 @@ def client_command(kind: str, model, *, unix: Optional[str] = None,
 
 def run_simulation(directory, structure, simulation: Simulation, model, clients,
                    *, transport: str = "unix", extra: Sequence[str] = (),
-                   timeout: float = 180.0) -> Run:
+                   params: str = "", timeout: float = 180.0) -> Run:
     """Run i-PI with ``clients`` (kinds of :func:`client_command`) to the end.
 
     ``structure`` is an ``ase.Atoms`` written to ``init.xyz``. Every process is
@@ -347,7 +357,7 @@ def run_simulation(directory, structure, simulation: Simulation, model, clients,
             wait_for_unix_socket(unix, server)
         children = [
             processes.start(
-                client_command(kind, model, unix=unix, port=port,
+                client_command(kind, model, unix=unix, port=port, params=params,
                                extra=extra if kind != "reference" else ()),
                 f"client{i}",
             )
