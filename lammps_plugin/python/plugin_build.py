@@ -101,8 +101,9 @@ def build(
     recipe = "\n".join([versions, str(source)] + arguments)
     previous = stamp.read_text() if stamp.is_file() else ""
     if previous != recipe:
-        # other versions of torch & co: start afresh; other options: reconfigure
-        if previous.split("\n")[0] != versions:
+        # other versions of torch & co, or other sources (CMake refuses a cache
+        # made for another source folder): start afresh; other options: reconfigure
+        if previous.split("\n")[:2] != recipe.split("\n")[:2]:
             shutil.rmtree(build_dir, ignore_errors=True)
         build_dir.mkdir(parents=True, exist_ok=True)
         log(f"mlipdrive: configuring the LAMMPS plugin in {build_dir}")
