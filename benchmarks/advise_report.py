@@ -60,6 +60,12 @@ def model_argument(record: dict) -> str:
 
 def commands(record: dict, row: dict) -> List[str]:
     """The exact lines that run ``row``'s option outside the harness."""
+    made = (["# lj-argon.pt is made by: python models/lj/export_lj.py lj-argon.pt"]
+            if record["plan"]["model"] == "lj" else [])
+    return made + _engine_commands(record, row)
+
+
+def _engine_commands(record: dict, row: dict) -> List[str]:
     values = dict(row["settings_values"])
     preset = values.pop("preset", "default")
     model = model_argument(record)
