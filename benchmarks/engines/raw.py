@@ -23,7 +23,7 @@ def run(row: Row, workdir: pathlib.Path) -> dict:
     import vesin
     from metatomic.torch import ModelEvaluationOptions, System
 
-    from mlipdrive.neighbors import half_list_mask, neighbor_block
+    from mlipdrive.neighbors import Candidates, half_list_mask, neighbor_block
 
     potential = _common.load_potential(row)
     atoms = ase.io.read(row.structure, parallel=False)
@@ -48,7 +48,8 @@ def run(row: Row, workdir: pathlib.Path) -> dict:
         if not options.full_list:
             keep = half_list_mask(pairs, shifts)
             request_pairs, request_shifts = pairs[keep], shifts[keep]
-        block = neighbor_block(options, cutoff, positions, cell, request_pairs, request_shifts)
+        candidates = Candidates(request_pairs, request_shifts)
+        block = neighbor_block(options, cutoff, positions, cell, candidates)
         system.add_neighbor_list(options, block)
 
     evaluation = ModelEvaluationOptions(

@@ -34,7 +34,7 @@ from metatomic.torch import (
     unit_conversion_factor,
 )
 
-from .neighbors import VerletPairs, half_list_mask, neighbor_block
+from .neighbors import Candidates, VerletPairs, half_list_mask, neighbor_block
 from .outputs import choose_outputs, ensemble_output
 from .settings import InferenceSettings
 from .extensions import no_missing_autograd
@@ -447,28 +447,24 @@ class Potential:
             full_pairs, full_shifts = pairs
             key = -1
         for options, cutoff in zip(self.requested_neighbor_lists, self.cutoffs):
-            candidates, shifts = self._candidates(
-                options.full_list, key, full_pairs, full_shifts
-            )
-            block = neighbor_block(
-                options, cutoff, system.positions, system.cell, candidates, shifts
-            )
+            candidates = self._candidates(options.full_list, key, full_pairs, full_shifts)
+            block = neighbor_block(options, cutoff, system.positions, system.cell, candidates)
             system.add_neighbor_list(options, block)
 
-    def _candidates(self, full_list: bool, key: int, pairs, shifts):
-        """Full or half candidate pairs as int32 device tensors, cached per rebuild."""
+    def _candidates(self, full_list: bool, key: int, pairs, shifts) -> Candidates:
+        """Full or half candidate pairs on the device, cached per rebuild."""
         cached = self._candidates_cache.get(full_list)
         if key >= 0 and cached is not None and cached[0] == key:
-            return cached[1], cached[2]
+            return cached[1]
         pairs_t = torch.as_tensor(np.asarray(pairs), dtype=torch.int32).reshape(-1, 2)
         shifts_t = torch.as_tensor(np.asarray(shifts), dtype=torch.int32).reshape(-1, 3)
         if not full_list:
             keep = half_list_mask(pairs_t, shifts_t)
             pairs_t, shifts_t = pairs_t[keep], shifts_t[keep]
-        pairs_t, shifts_t = pairs_t.to(self.device), shifts_t.to(self.device)
+        candidates = Candidates(pairs_t.to(self.device), shifts_t.to(self.device))
         if key >= 0:
-            self._candidates_cache[full_list] = (key, pairs_t, shifts_t)
-        return pairs_t, shifts_t
+            self._candidates_cache[full_list] = (key, candidates)
+        return candidates
 
     def _selection_labels(self, selected_atoms, n_atoms: int) -> Optional[Labels]:
         if selected_atoms is None:
