@@ -2,6 +2,7 @@
 a TorchScript extension) declares what its family row says, and the extension's
 autograd formulas reach a fresh process."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -56,6 +57,7 @@ def test_extension_gradients_need_no_python_import():
     done = subprocess.run(
         [sys.executable, "-c", UNREGISTERED, str(family.path), str(family.extensions)],
         capture_output=True, text=True, timeout=120, check=True,
+        cwd=pathlib.Path(__file__).parent,  # tests/: structures.py
     )
     difference = float(done.stdout.split()[-1])
     assert difference < family.forces, f"forces change by {difference} eV/A"
