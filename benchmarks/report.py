@@ -10,6 +10,8 @@ import math
 import pathlib
 from typing import Dict, List, Optional
 
+from . import glue
+
 SCHEMA = "mlipdrive-bench/1"
 
 #: issue-5 targets: turbo vs default (LAMMPS, shipped MACE, ~1000 atoms), our
@@ -134,6 +136,9 @@ def targets(record: dict) -> List[dict]:
             ratio, f"<= {LAMMPS_OVERHEAD:.2f}" if counted else "-",
             (ratio <= LAMMPS_OVERHEAD) if counted else None, "x",
         ))
+
+    # issue 13: the plugin's glue and step against lj/cut (glue.py)
+    found += glue.glue_targets(rows)
     return found
 
 
@@ -245,6 +250,7 @@ def markdown(record: dict) -> str:
                 f"{'-' if drift is None else f'{drift * 1e3:.3g}'} |"
             )
         lines.append("")
+    lines += glue.glue_markdown(rows)
     lines += ["## Engines", ""]
     for name, engine in record["engines"].items():
         lines.append(f"- `{name}` ({engine['role']}): {engine['description']}")

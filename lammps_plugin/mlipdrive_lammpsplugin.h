@@ -35,12 +35,15 @@ typedef struct {
 /* the function LAMMPS passes to lammpsplugin_init to register one style */
 typedef void (*mlipdrive_plugin_regfunc)(mlipdrive_plugin_t *, void *);
 
-/* entry point: (LAMMPS *lmp, dlopen handle, register function) */
+/* entry point: (LAMMPS *lmp, dlopen handle, register function); in the loader */
 void lammpsplugin_init(void *lmp, void *handle, void *regfunc);
 
-/* from LAMMPS's C library interface (library.h), provided by the host process */
+/* the same arguments, passed on by the loader to the pair library */
+void mlipdrive_pair_init(void *lmp, void *handle, void *regfunc);
+
+/* from LAMMPS's C library interface (library.h), provided by the host process
+ * (lammps_error is missing in older LAMMPS: the loader looks it up with dlsym) */
 int lammps_version(void *handle);
-void lammps_error(void *handle, int error_type, const char *error_text);
 
 #ifdef __cplusplus
 }

@@ -128,7 +128,7 @@ std::pair<torch::DeviceType, int> parse_device(const std::string& text) {
 }
 
 /// The model converted to `dtype`, with capabilities that declare it, so that
-/// metatomic's dtype checks pass (the same as with_dtype in model_loading.py).
+/// metatomic's dtype checks pass (the same as with_dtype in loading.py).
 static void convert_dtype(LoadedModel& model, const std::string& dtype) {
     if (dtype == "model" || dtype == model.capabilities->dtype()) {
         return;

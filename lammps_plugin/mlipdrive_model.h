@@ -2,7 +2,7 @@
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
  * Loading a metatomic model and applying the inference settings to it: the C++
- * mirror of driver/mlipdrive/model_loading.py. Nothing here knows LAMMPS; errors
+ * mirror of driver/mlipdrive/loading.py. Nothing here knows LAMMPS; errors
  * are std::runtime_error whose message names the cause and the fix.
  */
 #pragma once

@@ -13,6 +13,8 @@
 #include "lammps.h"
 #include "neigh_list.h"
 
+#include "mlipdrive_python_rules.h"
+
 using namespace LAMMPS_NS;
 
 namespace mlipdrive {
@@ -27,6 +29,34 @@ static metatensor_torch::Labels make_labels(std::vector<std::string> names, torc
     );
 }
 
+void RowBuffer::start(int64_t rows, int64_t keep) {
+    count_ = std::min(keep, count_);
+    // the last step's tensors may still be held outside (a model that kept its
+    // inputs): never write under them, copy the rows to keep instead
+    if (buffer_.defined() && buffer_.storage().use_count() > 1) {
+        grow(std::max(capacity_, rows));
+    }
+    reserve(rows);
+}
+
+void RowBuffer::grow(int64_t capacity) {
+    auto bigger = torch::empty({std::max<int64_t>(capacity, 16), columns_}, torch::TensorOptions().dtype(dtype_));
+    if (count_ > 0) {
+        bigger.narrow(0, 0, count_).copy_(buffer_.narrow(0, 0, count_));
+    }
+    buffer_ = bigger;
+    data_ = buffer_.data_ptr();
+    capacity_ = buffer_.size(0);
+}
+
+/// how many near candidates ahead fill_block asks for coordinates (the near
+/// list has this many padding pairs at its end)
+static constexpr int64_t PREFETCH = 16;
+
+/// settled/dropped margin, as a fraction of the largest cutoff: wider means more
+/// near pairs to test per step, narrower means more frequent sorts
+static constexpr double MARGIN = 0.05;
+
 SystemAdaptor::SystemAdaptor(
     LAMMPS* lmp,
     std::vector<PairRequest> requests,
@@ -38,11 +68,22 @@ SystemAdaptor::SystemAdaptor(
     requests_(std::move(requests)),
     periodic_(periodic),
     device_(device),
-    dtype_(dtype) {
+    dtype_(dtype),
+    positions_buffer_(3, dtype) {
+    if (dtype_ != torch::kFloat32 && dtype_ != torch::kFloat64) {
+        throw std::runtime_error(std::string("model dtype ") + c10::toString(dtype_) +
+                                 " unsupported; re-export the model as float32 or float64");
+    }
     auto int_options = torch::TensorOptions().dtype(torch::kInt32);
     xyz_ = make_labels({"xyz"}, torch::tensor({0, 1, 2}, int_options).reshape({3, 1}))->to(device_);
     distance_ = make_labels({"distance"}, torch::zeros({1, 1}, int_options))->to(device_);
     blocks.resize(requests_.size());
+    double max_cutoff = 0.0;
+    for (const auto& request: requests_) {
+        pairs_.emplace_back(dtype_);
+        max_cutoff = std::max(max_cutoff, request.cutoff);
+    }
+    margin_ = MARGIN * max_cutoff;
 }
 
 void SystemAdaptor::select_atoms(const std::vector<int32_t>& atomic_numbers) {
@@ -106,53 +147,29 @@ std::vector<int> SystemAdaptor::local_owners() const {
     return owner_of_tag;
 }
 
-void SystemAdaptor::collect_candidates(NeighList* list) {
-    candidate_first_.clear();
-    candidate_second_.clear();
-    candidate_owner_.clear();
-    candidate_shift_.clear();
-    candidate_in_half_.clear();
-    const std::vector<int> owner_of_tag = periodic_ ? local_owners() : std::vector<int>();
-
-    // ghosts layout: the list also has the ghosts' own pairs (REQ_GHOST)
-    const int n_listed = list->inum + (periodic_ ? 0 : list->gnum);
-    for (int ii = 0; ii < n_listed; ii++) {
-        const int a = list->ilist[ii];
-        if (system_index_[a] < 0) {
-            continue;
-        }
-        const int* neighbors = list->firstneigh[a];
-        const int count = list->numneigh[a];
-        for (int jj = 0; jj < count; jj++) {
-            const int b = neighbors[jj] & NEIGHMASK;
-            if (periodic_) {
-                add_periodic_candidate(a, b, owner_of_tag);
-            } else if (b > a && system_index_[b] >= 0) {
-                // each unordered pair once: a local-ghost pair is in the local
-                // atom's list, a ghost-ghost or local-local pair in both
-                candidate_first_.push_back(a);
-                candidate_second_.push_back(b);
-            }
-        }
+void SystemAdaptor::index_pair_atoms() {
+    const int nlocal = lmp_->atom->nlocal;
+    const int nall = nlocal + lmp_->atom->nghost;
+    pair_index_.assign(system_index_.begin(), system_index_.end());
+    image_shift_.assign(3 * static_cast<size_t>(nall), 0);
+    if (!periodic_) {
+        return;
+    }
+    const std::vector<int> owner_of_tag = local_owners();
+    for (int b = nlocal; b < nall; b++) {
+        fold_ghost(b, owner_of_tag);
     }
 }
 
-void SystemAdaptor::add_periodic_candidate(int a, int b, const std::vector<int>& owner_of_tag) {
-    const int nlocal = lmp_->atom->nlocal;
+void SystemAdaptor::fold_ghost(int b, const std::vector<int>& owner_of_tag) {
     double** x = lmp_->atom->x;
-    int owner = b;
-    if (b >= nlocal) {
-        const tagint tag_b = lmp_->atom->tag[b];
-        owner = tag_b < static_cast<tagint>(owner_of_tag.size()) ? owner_of_tag[tag_b] : -1;
-        if (owner < 0) {
-            throw std::runtime_error(
-                "ghost atom with ID " + std::to_string(tag_b) + " has no local owner; "
-                "the periodic layout needs every atom on one MPI rank (use 'mode ghosts')"
-            );
-        }
-    }
-    if (system_index_[owner] < 0) {
-        return;
+    const tagint tag_b = lmp_->atom->tag[b];
+    const int owner = tag_b < static_cast<tagint>(owner_of_tag.size()) ? owner_of_tag[tag_b] : -1;
+    if (owner < 0) {
+        throw std::runtime_error(
+            "ghost atom with ID " + std::to_string(tag_b) + " has no local owner; "
+            "the periodic layout needs every atom on one MPI rank (use 'mode ghosts')"
+        );
     }
     // fractional shift through the inverse of LAMMPS's shape matrix
     // h = (xprd, yprd, zprd, yz, xz, xy): cell rows a=(xprd,0,0),
@@ -160,11 +177,10 @@ void SystemAdaptor::add_periodic_candidate(int a, int b, const std::vector<int>&
     const double* h = lmp_->domain->h;
     const double* h_inv = lmp_->domain->h_inv;
     const double delta[3] = {x[b][0] - x[owner][0], x[b][1] - x[owner][1], x[b][2] - x[owner][2]};
-    const int32_t shift[3] = {
-        static_cast<int32_t>(std::lround(h_inv[0] * delta[0] + h_inv[5] * delta[1] + h_inv[4] * delta[2])),
-        static_cast<int32_t>(std::lround(h_inv[1] * delta[1] + h_inv[3] * delta[2])),
-        static_cast<int32_t>(std::lround(h_inv[2] * delta[2])),
-    };
+    int32_t* shift = &image_shift_[3 * static_cast<size_t>(b)];
+    shift[0] = static_cast<int32_t>(std::lround(h_inv[0] * delta[0] + h_inv[5] * delta[1] + h_inv[4] * delta[2]));
+    shift[1] = static_cast<int32_t>(std::lround(h_inv[1] * delta[1] + h_inv[3] * delta[2]));
+    shift[2] = static_cast<int32_t>(std::lround(h_inv[2] * delta[2]));
     const double image[3] = {
         shift[0] * h[0] + shift[1] * h[5] + shift[2] * h[4],
         shift[1] * h[1] + shift[2] * h[3],
@@ -174,39 +190,64 @@ void SystemAdaptor::add_periodic_candidate(int a, int b, const std::vector<int>&
                             std::fabs(image[2] - delta[2]);
     if (mismatch > 1e-6 * (h[0] + h[1] + h[2])) {
         throw std::runtime_error(
-            "ghost atom " + std::to_string(lmp_->atom->tag[b]) + " is not a periodic image "
+            "ghost atom " + std::to_string(tag_b) + " is not a periodic image "
             "of its owner; use 'mode ghosts' in pair_style mlipdrive"
         );
     }
-    const int a_sys = system_index_[a];
-    const int owner_sys = system_index_[owner];
-    // half lists keep one of (i, j, S) and (j, i, -S), as in the Python driver
-    const int first_nonzero = shift[0] != 0 ? shift[0] : (shift[1] != 0 ? shift[1] : shift[2]);
-    const bool in_half = a_sys < owner_sys || (a_sys == owner_sys && first_nonzero > 0);
+    pair_index_[b] = system_index_[owner];
+}
 
-    candidate_first_.push_back(a);
-    candidate_second_.push_back(b);
-    candidate_owner_.push_back(owner_sys);
-    candidate_shift_.insert(candidate_shift_.end(), shift, shift + 3);
-    candidate_in_half_.push_back(in_half ? 1 : 0);
+void SystemAdaptor::collect_candidates(NeighList* list) {
+    candidate_first_.clear();
+    candidate_start_.assign(1, 0);
+    // ghosts layout: the list also has the ghosts' own pairs (REQ_GHOST); each
+    // unordered pair is in the list of at least one of its atoms, and the
+    // half-list rule keeps one orientation (in the ghosts layout: a < b)
+    const int n_listed = list->inum + (periodic_ ? 0 : list->gnum);
+    int64_t n = 0;
+    for (int ii = 0; ii < n_listed; ii++) {
+        const int a = list->ilist[ii];
+        const int32_t first = pair_index_[a];
+        if (first < 0) {
+            continue;
+        }
+        const int* neighbors = list->firstneigh[a];
+        const int count = list->numneigh[a];
+        if (n + count > static_cast<int64_t>(candidate_second_.size())) {
+            candidate_second_.resize(std::max(2 * candidate_second_.size(), static_cast<size_t>(n + count)));
+        }
+        // every neighbour is written at n, which only moves on for the kept ones
+        int* second_atoms = candidate_second_.data();
+        for (int jj = 0; jj < count; jj++) {
+            const int b = neighbors[jj] & NEIGHMASK;
+            const int32_t second = pair_index_[b];
+            const int32_t* shift = &image_shift_[3 * static_cast<size_t>(b)];
+            second_atoms[n] = b;
+            n += (second >= 0) & half_list_keep(first, second, shift[0], shift[1], shift[2]);
+        }
+        if (n > candidate_start_.back()) {
+            candidate_first_.push_back(a);
+            candidate_start_.push_back(n);
+        }
+    }
+    candidate_second_.resize(n);
 }
 
 void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector<int32_t>& atomic_numbers,
                            bool need_cell_gradient) {
+    // the last step's System and blocks hold views of the buffers written below
+    system = metatomic_torch::System();
+    positions = torch::Tensor();
+    for (auto& block: blocks) {
+        block = PairBlock();
+    }
     if (list_rebuilt || !refresh_species(atomic_numbers)) {
         select_atoms(atomic_numbers);
+        index_pair_atoms();
         collect_candidates(list);
-    }
-    double** x = lmp_->atom->x;
-    const size_t n_candidates = candidate_first_.size();
-    candidate_distance2_.resize(n_candidates);
-    for (size_t c = 0; c < n_candidates; c++) {
-        const double* xa = x[candidate_first_[c]];
-        const double* xb = x[candidate_second_[c]];
-        const double d0 = xb[0] - xa[0];
-        const double d1 = xb[1] - xa[1];
-        const double d2 = xb[2] - xa[2];
-        candidate_distance2_[c] = d0 * d0 + d1 * d1 + d2 * d2;
+        sort_candidates();
+    } else if (moved_too_far()) {
+        sort_candidates();
     }
     build_positions_and_cell(need_cell_gradient);
     for (size_t k = 0; k < requests_.size(); k++) {
@@ -215,22 +256,136 @@ void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector
     build_selected_atoms();
 }
 
-void SystemAdaptor::build_positions_and_cell(bool need_cell_gradient) {
-    double** x = lmp_->atom->x;
-    const auto n_atoms = static_cast<int64_t>(lammps_index.size());
-    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-    auto positions_cpu = torch::empty({n_atoms, 3}, f64);
-    auto positions_data = positions_cpu.data_ptr<double>();
-    for (int64_t s = 0; s < n_atoms; s++) {
-        const double* xi = x[lammps_index[s]];
-        positions_data[3 * s + 0] = xi[0];
-        positions_data[3 * s + 1] = xi[1];
-        positions_data[3 * s + 2] = xi[2];
+void SystemAdaptor::sort_candidates() {
+    const double* x = lmp_->atom->x[0];
+    const int64_t n_values = 3 * static_cast<int64_t>(lmp_->atom->nlocal + lmp_->atom->nghost);
+    sorted_at_.assign(x, x + n_values);
+    for (size_t k = 0; k < requests_.size(); k++) {
+        sort_request(k);
     }
-    positions = positions_cpu.to(device_).requires_grad_(true);
+}
+
+/// One pair's sample and LAMMPS atoms: (a, b) with System indices (i, j) and
+/// cell shift sign * s.
+static inline void write_sample(int32_t* sample, int32_t* atom, int a, int b, int32_t i, int32_t j,
+                                const int32_t* s, int sign) {
+    sample[0] = i;
+    sample[1] = j;
+    sample[2] = sign * s[0];
+    sample[3] = sign * s[1];
+    sample[4] = sign * s[2];
+    atom[0] = a;
+    atom[1] = b;
+}
+
+void SystemAdaptor::sort_request(size_t request_index) {
+    auto& pairs = pairs_[request_index];
+    const bool full = requests_[request_index].options->full_list();
+    const int64_t per_pair = full ? 2 : 1;
+    const double cutoff = requests_[request_index].cutoff;
+    // a little inside the margin, for the rounding of the distances
+    const double slack = 1e-9 * cutoff;
+    const double settled = std::max(cutoff - margin_ - slack, 0.0);
+    const double settled2 = settled * settled;
+    const double dropped2 = (cutoff + margin_ + slack) * (cutoff + margin_ + slack);
+    const double* x = sorted_at_.data();
+    pairs.samples.start(pairs.settled);
+    pairs.atoms.start(pairs.settled);
+    int64_t n = 0;
+    int64_t m = 0;
+    for (size_t row = 0; row < candidate_first_.size(); row++) {
+        const int64_t begin = candidate_start_[row];
+        const int64_t end = candidate_start_[row + 1];
+        pairs.samples.reserve(n + per_pair * (end - begin));
+        pairs.atoms.reserve(n + per_pair * (end - begin));
+        if (2 * (m + end - begin) > static_cast<int64_t>(pairs.near.size())) {
+            pairs.near.resize(std::max(2 * pairs.near.size(), static_cast<size_t>(2 * (m + end - begin))));
+        }
+        int32_t* sample = pairs.samples.data<int32_t>();
+        int32_t* atom = pairs.atoms.data<int32_t>();
+        int* near = pairs.near.data();
+        const int a = candidate_first_[row];
+        const int32_t i = pair_index_[a];
+        const double* xa = x + 3 * static_cast<int64_t>(a);
+        // each candidate is written as settled at n and as near at m; only the
+        // count of its kind moves on (no branch on the distance)
+        for (int64_t c = begin; c < end; c++) {
+            const int b = candidate_second_[c];
+            const double* xb = x + 3 * static_cast<int64_t>(b);
+            const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+            const double d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+            const int32_t j = pair_index_[b];
+            const int32_t* s = &image_shift_[3 * static_cast<size_t>(b)];
+            write_sample(sample + 5 * n, atom + 2 * n, a, b, i, j, s, 1);
+            if (full) {
+                write_sample(sample + 5 * (n + 1), atom + 2 * (n + 1), b, a, j, i, s, -1);
+            }
+            near[2 * m] = a;
+            near[2 * m + 1] = b;
+            const bool is_settled = d2 < settled2;
+            n += is_settled ? per_pair : 0;
+            m += (!is_settled) & (d2 < dropped2);
+        }
+        pairs.samples.set_count(n);
+        pairs.atoms.set_count(n);
+    }
+    pairs.settled = n;
+    // the near candidates' look-ahead (see fill_block) reads past the end
+    pairs.near.resize(2 * (m + PREFETCH));
+    std::fill(pairs.near.begin() + 2 * m, pairs.near.end(), 0);
+}
+
+bool SystemAdaptor::moved_too_far() const {
+    const double* x = lmp_->atom->x[0];
+    const int64_t n_values = 3 * static_cast<int64_t>(lmp_->atom->nlocal + lmp_->atom->nghost);
+    if (n_values != static_cast<int64_t>(sorted_at_.size())) {
+        return true;
+    }
+    double largest2 = 0.0;
+    for (int64_t k = 0; k < n_values; k += 3) {
+        const double d0 = x[k] - sorted_at_[k];
+        const double d1 = x[k + 1] - sorted_at_[k + 1];
+        const double d2 = x[k + 2] - sorted_at_[k + 2];
+        largest2 = std::max(largest2, d0 * d0 + d1 * d1 + d2 * d2);
+    }
+    // two atoms of a pair each moved at most sqrt(largest2): its length changed
+    // by at most twice that
+    return 2.0 * std::sqrt(largest2) > margin_;
+}
+
+/// A host tensor as a leaf on `device`: the same storage on the CPU, a copy elsewhere.
+static torch::Tensor leaf_on(const torch::Tensor& host, torch::Device device) {
+    auto tensor = device.is_cpu() ? host.detach() : host.to(device);
+    return tensor.requires_grad_(true);
+}
+
+template <typename T>
+static void copy_positions(const double* x, const std::vector<int>& lammps_index, RowBuffer& buffer) {
+    const auto n_atoms = static_cast<int64_t>(lammps_index.size());
+    buffer.start(n_atoms);
+    T* row = buffer.data<T>();
+    for (int64_t s = 0; s < n_atoms; s++) {
+        const double* xi = x + 3 * static_cast<int64_t>(lammps_index[s]);
+        row[3 * s + 0] = static_cast<T>(xi[0]);
+        row[3 * s + 1] = static_cast<T>(xi[1]);
+        row[3 * s + 2] = static_cast<T>(xi[2]);
+    }
+    buffer.set_count(n_atoms);
+}
+
+void SystemAdaptor::build_positions_and_cell(bool need_cell_gradient) {
+    // LAMMPS keeps x as one contiguous (nmax, 3) block behind x[0]
+    const double* x = lmp_->atom->x[0];
+    if (dtype_ == torch::kFloat32) {
+        copy_positions<float>(x, lammps_index, positions_buffer_);
+    } else {
+        copy_positions<double>(x, lammps_index, positions_buffer_);
+    }
+    positions = leaf_on(positions_buffer_.rows(), device_);
 
     // ghosts layout: no periodicity at all. Periodic layout: the box, with a zero
     // cell vector along each non-periodic axis (metatomic requires it)
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
     auto cell_cpu = torch::zeros({3, 3}, f64);
     auto pbc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool));
     if (periodic_) {
@@ -251,60 +406,109 @@ void SystemAdaptor::build_positions_and_cell(bool need_cell_gradient) {
         cell.requires_grad_(true);
     }
     system = torch::make_intrusive<metatomic_torch::SystemHolder>(
-        types_, positions.to(dtype_), cell.to(dtype_), pbc.to(device_)
+        types_, positions, cell.to(dtype_), pbc.to(device_)
     );
 }
 
-void SystemAdaptor::build_block(size_t request_index) {
-    const auto& request = requests_[request_index];
-    auto& block = blocks[request_index];
-    const bool full = request.options->full_list();
-    const double cutoff2 = request.cutoff * request.cutoff;
-    double** x = lmp_->atom->x;
-    block.first.clear();
-    block.second.clear();
-    block.vectors_cpu.clear();
-    std::vector<int32_t> samples;
-    const size_t n_candidates = candidate_first_.size();
-    samples.reserve(5 * n_candidates * (full && !periodic_ ? 2 : 1));
+template <typename T>
+static inline void write_vector(T* vector, int sign, const double* d) {
+    vector[0] = static_cast<T>(sign * d[0]);
+    vector[1] = static_cast<T>(sign * d[1]);
+    vector[2] = static_cast<T>(sign * d[2]);
+}
 
-    auto add_pair = [&](int a, int b, int32_t a_sys, int32_t b_sys, const int32_t* shift) {
-        samples.insert(samples.end(), {a_sys, b_sys, shift[0], shift[1], shift[2]});
-        block.first.push_back(a);
-        block.second.push_back(b);
-        block.vectors_cpu.insert(block.vectors_cpu.end(), {x[b][0] - x[a][0], x[b][1] - x[a][1], x[b][2] - x[a][2]});
-    };
+template <typename T, bool SHIFTS, bool FULL>
+void SystemAdaptor::fill_block(size_t request_index) {
     static const int32_t no_shift[3] = {0, 0, 0};
-    for (size_t c = 0; c < n_candidates; c++) {
-        if (candidate_distance2_[c] >= cutoff2 || (periodic_ && !full && !candidate_in_half_[c])) {
-            continue;
-        }
-        const int a = candidate_first_[c];
-        const int b = candidate_second_[c];
-        if (periodic_) {
-            add_pair(a, b, system_index_[a], candidate_owner_[c], &candidate_shift_[3 * c]);
-            continue;
-        }
-        add_pair(a, b, system_index_[a], system_index_[b], no_shift);
-        if (full) {
-            add_pair(b, a, system_index_[b], system_index_[a], no_shift);
-        }
+    constexpr int64_t per_pair = FULL ? 2 : 1;
+    auto& pairs = pairs_[request_index];
+    const double cutoff = requests_[request_index].cutoff;
+    const double cutoff2 = cutoff * cutoff;
+    const double* x = lmp_->atom->x[0];
+    const int64_t n_near = static_cast<int64_t>(pairs.near.size()) / 2 - PREFETCH;
+    const int64_t room = pairs.settled + per_pair * n_near;
+    pairs.samples.start(room, pairs.settled);
+    pairs.atoms.start(room, pairs.settled);
+    pairs.vectors.start(room);
+
+    // settled pairs: their vectors only (a reversed pair's atoms are (b, a))
+    const int32_t* atom = pairs.atoms.data<int32_t>();
+    T* vector = pairs.vectors.data<T>();
+    for (int64_t p = 0; p < pairs.settled; p++) {
+        const double* xa = x + 3 * static_cast<int64_t>(atom[2 * p]);
+        const double* xb = x + 3 * static_cast<int64_t>(atom[2 * p + 1]);
+        const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+        write_vector(vector + 3 * p, 1, d);
     }
 
-    const auto n_pairs = static_cast<int64_t>(block.first.size());
-    auto samples_tensor = torch::from_blob(samples.data(), {n_pairs, 5}, torch::kInt32).clone();
-    auto vectors_cpu = torch::from_blob(block.vectors_cpu.data(), {n_pairs, 3}, torch::kFloat64);
-    block.vectors = vectors_cpu.to(device_, /*non_blocking=*/false, /*copy=*/true).requires_grad_(true);
+    // near candidates: each is written at row n, which only moves on for pairs
+    // inside the cutoff (no branch on the distance)
+    int32_t* sample = pairs.samples.data<int32_t>();
+    int32_t* atoms = pairs.atoms.data<int32_t>();
+    const int* near = pairs.near.data();
+    int64_t n = pairs.settled;
+    for (int64_t c = 0; c < n_near; c++) {
+        // the coordinates are gathered from all over x: ask for them early
+        __builtin_prefetch(x + 3 * static_cast<int64_t>(near[2 * (c + PREFETCH) + 1]));
+        const int a = near[2 * c];
+        const int b = near[2 * c + 1];
+        const double* xa = x + 3 * static_cast<int64_t>(a);
+        const double* xb = x + 3 * static_cast<int64_t>(b);
+        const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+        const bool inside = d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff2;
+        const int32_t i = pair_index_[a];
+        const int32_t j = pair_index_[b];
+        const int32_t* s = SHIFTS ? &image_shift_[3 * static_cast<size_t>(b)] : no_shift;
+        write_sample(sample + 5 * n, atoms + 2 * n, a, b, i, j, s, 1);
+        write_vector(vector + 3 * n, 1, d);
+        if (FULL) {
+            write_sample(sample + 5 * (n + 1), atoms + 2 * (n + 1), b, a, j, i, s, -1);
+            write_vector(vector + 3 * (n + 1), -1, d);
+        }
+        n += inside ? per_pair : 0;
+    }
+    pairs.samples.set_count(n);
+    pairs.atoms.set_count(n);
+    pairs.vectors.set_count(n);
+}
+
+void SystemAdaptor::build_block(size_t request_index) {
+    const bool full = requests_[request_index].options->full_list();
+    const bool f32 = dtype_ == torch::kFloat32;
+    // the model's dtype, the layout and the list kind are fixed for the run:
+    // one loop each, without a test per pair
+    if (periodic_) {
+        if (full) {
+            f32 ? fill_block<float, true, true>(request_index) : fill_block<double, true, true>(request_index);
+        } else {
+            f32 ? fill_block<float, true, false>(request_index) : fill_block<double, true, false>(request_index);
+        }
+    } else {
+        if (full) {
+            f32 ? fill_block<float, false, true>(request_index) : fill_block<double, false, true>(request_index);
+        } else {
+            f32 ? fill_block<float, false, false>(request_index) : fill_block<double, false, false>(request_index);
+        }
+    }
+    auto& block = blocks[request_index];
+    auto& pairs = pairs_[request_index];
+    block.atoms = pairs.atoms.rows();
+    const int64_t n_pairs = block.size();
+    block.vectors = leaf_on(pairs.vectors.rows(), device_);
     auto sample_labels = make_labels(
-        {"first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"}, samples_tensor
-    )->to(device_);
+        {"first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"},
+        pairs.samples.rows()
+    );
+    if (!device_.is_cpu()) {
+        sample_labels = sample_labels->to(device_);
+    }
     auto neighbors = torch::make_intrusive<metatensor_torch::TensorBlockHolder>(
-        block.vectors.to(dtype_).reshape({n_pairs, 3, 1}),
+        block.vectors.reshape({n_pairs, 3, 1}),
         sample_labels,
         std::vector<metatensor_torch::Labels>{xyz_},
         distance_
     );
-    system->add_neighbor_list(request.options, neighbors);
+    system->add_neighbor_list(requests_[request_index].options, neighbors);
 }
 
 void SystemAdaptor::build_selected_atoms() {

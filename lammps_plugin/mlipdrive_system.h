@@ -26,6 +26,19 @@
  * image): its gradient goes to the LAMMPS atoms a and b themselves. Positions
  * (and the cell) are leaves too, for models that recompute the pair vectors
  * from positions, cell and shifts (metatrain's MACE does).
+ *
+ * Cost: per step, only what changed. At a rebuild the candidates (LAMMPS's
+ * pairs within the list cutoff, each unordered pair once, oriented by the
+ * half-list rule of mlipdrive.neighbors.half_list_keep, generated into
+ * mlipdrive_python_rules.h) are stored in compressed rows, then sorted once per
+ * request against the atoms' positions: pairs shorter than cutoff - margin are
+ * "settled" (their samples are written once), pairs longer than cutoff +
+ * margin are dropped, the rest are "near". While no atom has moved more than
+ * margin / 2 since the sort, a settled pair stays inside and a dropped one
+ * outside, so each step only writes the settled pairs' vectors and tests the
+ * near ones; an atom that moves further triggers a new sort. Every buffer is
+ * kept between steps and written in the model's dtype (no allocation, no
+ * second copy).
  */
 #pragma once
 
@@ -50,16 +63,61 @@ struct PairRequest {
     double cutoff = 0.0;
 };
 
+/// Rows of a host tensor, kept between steps: the storage is written again at
+/// the next step unless something else still holds it (then a new one is made).
+class RowBuffer {
+public:
+    RowBuffer(int64_t columns, torch::ScalarType dtype): columns_(columns), dtype_(dtype) {}
+    /// start a step keeping the first `keep` rows, with room for about `rows`
+    void start(int64_t rows, int64_t keep = 0);
+    /// room for `rows` rows, keeping those written so far (count())
+    void reserve(int64_t rows) {
+        if (rows > capacity_) {
+            grow(rows + rows / 2);
+        }
+    }
+    /// the first row (rows are contiguous, `columns` values of the dtype each)
+    template <typename T> T* data() { return static_cast<T*>(data_); }
+    void set_count(int64_t count) { count_ = count; }
+    int64_t count() const { return count_; }
+    /// the rows written this step: a (count, columns) view
+    torch::Tensor rows() const { return buffer_.narrow(0, 0, count_); }
+
+private:
+    void grow(int64_t capacity);
+    int64_t columns_;
+    torch::ScalarType dtype_;
+    torch::Tensor buffer_;
+    void* data_ = nullptr;
+    int64_t capacity_ = 0;
+    int64_t count_ = 0;
+};
+
+/// One request's pairs between two sorts of the candidates.
+struct RequestPairs {
+    explicit RequestPairs(torch::ScalarType dtype): vectors(3, dtype) {}
+    /// samples (first_atom, second_atom, cell shift) of this step's pairs
+    RowBuffer samples{5, torch::kInt32};
+    /// their vectors x_b - x_a in the model's dtype
+    RowBuffer vectors;
+    /// their LAMMPS atoms (a, b)
+    RowBuffer atoms{2, torch::kInt32};
+    /// rows [0, settled) are the settled pairs, the same since the sort
+    int64_t settled = 0;
+    /// the near candidates (a, b), tested at each step
+    std::vector<int> near;
+};
+
 /// The pairs of one request, for one step: what the model sees and what the
 /// force scatter needs.
 struct PairBlock {
-    /// pair vectors, (n_pairs, 3) float64 on the model's device; an autograd leaf
+    /// pair vectors x_b - x_a, (n_pairs, 3) in the model's dtype on its device;
+    /// an autograd leaf
     torch::Tensor vectors;
-    /// LAMMPS indices (local or ghost) of the first and second atom of each pair
-    std::vector<int> first;
-    std::vector<int> second;
-    /// the same vectors on the CPU, for the virial
-    std::vector<double> vectors_cpu;
+    /// LAMMPS indices (local or ghost) a, b of each pair: (n_pairs, 2) int32 on
+    /// the CPU; the virial recomputes x_b - x_a from LAMMPS's coordinates
+    torch::Tensor atoms;
+    int64_t size() const { return atoms.defined() ? atoms.size(0) : 0; }
 };
 
 class SystemAdaptor {
@@ -81,7 +139,7 @@ public:
 
     /// The System for the model, with its neighbour lists.
     metatomic_torch::System system;
-    /// System positions before the dtype conversion: (n_atoms, 3) float64 leaf
+    /// System positions in the model's dtype: (n_atoms, 3) leaf
     torch::Tensor positions;
     /// System cell before the dtype conversion: (3, 3) float64 (a leaf when asked)
     torch::Tensor cell;
@@ -100,13 +158,24 @@ private:
     /// atomic numbers of the System atoms, read again; false if an atom left
     /// or joined the set of atoms the model handles
     bool refresh_species(const std::vector<int32_t>& atomic_numbers);
-    /// candidate pairs from LAMMPS's list, within the largest cutoff + skin
-    void collect_candidates(LAMMPS_NS::NeighList* list);
-    /// periodic layout: the owner and cell shift of candidate (a, b)
-    void add_periodic_candidate(int a, int b, const std::vector<int>& owner_of_tag);
+    /// each LAMMPS atom's System index in pairs (periodic layout: its owner's)
+    /// and, periodic layout, the cell shift of its image
+    void index_pair_atoms();
+    /// periodic layout: owner (System index) and cell shift of ghost `b`
+    void fold_ghost(int b, const std::vector<int>& owner_of_tag);
     /// owner (LAMMPS index) of each atom ID among the local atoms
     std::vector<int> local_owners() const;
+    /// candidate pairs from LAMMPS's list, within the largest cutoff + skin
+    void collect_candidates(LAMMPS_NS::NeighList* list);
+    /// settled, near or dropped: each request's candidates at the current positions
+    void sort_candidates();
+    void sort_request(size_t request_index);
+    /// whether some atom moved more than margin / 2 since the last sort
+    bool moved_too_far() const;
     void build_positions_and_cell(bool need_cell_gradient);
+    /// this step's pairs of one request, into its buffers (T: the model's
+    /// dtype; SHIFTS: periodic layout; FULL: full list)
+    template <typename T, bool SHIFTS, bool FULL> void fill_block(size_t request_index);
     void build_block(size_t request_index);
     void build_selected_atoms();
 
@@ -118,20 +187,28 @@ private:
 
     /// System index of each LAMMPS atom (-1: not in the System)
     std::vector<int> system_index_;
+    /// System index that a pair with this LAMMPS atom uses: its own, or in the
+    /// periodic layout its owner's (-1: not in the System)
+    std::vector<int32_t> pair_index_;
+    /// cell shift (3 per LAMMPS atom) of each atom's image relative to its
+    /// owner: zero for local atoms, and for every atom in the ghosts layout
+    std::vector<int32_t> image_shift_;
     /// atomic number of each System atom
     std::vector<int32_t> species_;
-    /// candidate pairs (LAMMPS indices) within the list cutoff: in the ghosts
-    /// layout each unordered pair once (a < b); in the periodic layout every
-    /// ordered pair with a local first atom
+    /// candidate pairs (LAMMPS indices) within the list cutoff, each unordered
+    /// pair once, as compressed rows: row r holds the pairs
+    /// (candidate_first_[r], candidate_second_[k]) for k in
+    /// [candidate_start_[r], candidate_start_[r + 1])
     std::vector<int> candidate_first_;
+    std::vector<int64_t> candidate_start_;
     std::vector<int> candidate_second_;
-    /// periodic layout: owner (System index) and cell shift of each candidate's second atom
-    std::vector<int> candidate_owner_;
-    std::vector<int32_t> candidate_shift_;
-    /// periodic layout: the candidate is kept in half lists
-    std::vector<char> candidate_in_half_;
-    /// this step: squared length of each candidate pair
-    std::vector<double> candidate_distance2_;
+    /// LAMMPS coordinates (local and ghost) at the last sort
+    std::vector<double> sorted_at_;
+    /// how far (LAMMPS length units) from its cutoff a pair is settled or dropped
+    double margin_ = 0.0;
+    /// kept between steps: System positions, and each request's pairs
+    RowBuffer positions_buffer_;
+    std::vector<RequestPairs> pairs_;
     torch::Tensor types_;
     int64_t selected_count_ = -1;
     metatensor_torch::Labels xyz_;

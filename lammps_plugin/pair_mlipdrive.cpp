@@ -3,7 +3,7 @@
  *
  * The pair-style lifecycle: one method per input command (pair_style ->
  * settings, pair_coeff -> coeff, run -> init_style/init_one/compute). The model
- * side mirrors driver/mlipdrive (model_loading.py, potential.py) and is tested
+ * side mirrors driver/mlipdrive (loading.py, potential.py) and is tested
  * against it.
  */
 #include "pair_mlipdrive.h"
@@ -29,6 +29,9 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+#include "neigh_request.h"
+#endif
 #include "update.h"
 #include "utils.h"
 
@@ -137,6 +140,8 @@ struct PairState {
     /// the uncertainty check alone (copy, MPI reduction, message), not the model's head
     double time_check = 0.0;
     long evaluations = 0;
+    /// the pairs' forces before they join f, when only the global virial is asked
+    std::vector<double> scratch_forces;
 };
 
 static double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -572,11 +577,19 @@ void PairMlipdrive::init_style() {
     s.periodic = choose_layout();
 
     // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
+#if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
+    // older LAMMPS (29 Sep 2021 here) take the request as fields, not flags
+    const int request = neighbor->request(this, instance_me);
+    neighbor->requests[request]->half = 0;
+    neighbor->requests[request]->full = 1;
+    neighbor->requests[request]->ghost = s.periodic ? 0 : 1;
+#else
     int flags = NeighConst::REQ_FULL;
     if (!s.periodic) {
         flags |= NeighConst::REQ_GHOST;
     }
     neighbor->add_request(this, flags);
+#endif
     check_comm_cutoff();
 
     s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(
@@ -706,6 +719,10 @@ struct Tally {
     /// per-atom virial (nullptr unless asked)
     double** vatom = nullptr;
     bool global_virial = false;
+    /// local + ghost atoms: the length of f
+    int n_all = 0;
+    /// kept between steps (PairState): room for one force per atom
+    std::vector<double>* scratch = nullptr;
     double virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
 
     bool need_virial() const { return global_virial || vatom != nullptr; }
@@ -732,28 +749,126 @@ static void symmetric_outer(const double* u, const double* w, double scale, doub
     v[5] = scale * 0.5 * (u[1] * w[2] + u[2] * w[1]);
 }
 
-/// Pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g; the virial
-/// -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each pair.
-static void scatter_pair_gradient(const PairBlock& block, const torch::Tensor& gradient, Tally& tally) {
-    if (!gradient.defined() || block.first.empty()) {
+static const char* const NON_FINITE_FORCES = "the model returned a non-finite energy or forces (NaN/inf forces)";
+
+/// One block's pairs: r = x_b - x_a and g = dE/dr, so f_a += g and f_b -= g;
+/// the virial -dE/dstrain (LAMMPS's sign, sum r (x) f) gets -r (x) g from each
+/// pair, r recomputed from LAMMPS's coordinates. One pass over the gradient in
+/// the model's dtype, nothing allocated; false if some g is not finite.
+template <typename T, bool ATOM_VIRIAL>
+static bool scatter_pairs(const int32_t* atoms, int64_t n_pairs, const T* g, double* f, double** x, Tally& tally) {
+    // LAMMPS keeps x and f as contiguous (nmax, 3) blocks behind x[0] and f[0]
+    const double* x0 = x[0];
+    // NaN and inf survive a sum; finite gradients cannot overflow it in double
+    double check = 0.0;
+    // pairs come grouped by their first atom: its force is summed here and
+    // added once per group
+    int64_t current = -1;
+    double sum[3] = {0.0, 0.0, 0.0};
+    for (int64_t p = 0; p < n_pairs; p++) {
+        if (p + 16 < n_pairs) {
+            // the second atoms' forces are spread over f: ask for them early
+            __builtin_prefetch(f + 3 * static_cast<int64_t>(atoms[2 * p + 33]), 1);
+        }
+        const int64_t a = 3 * static_cast<int64_t>(atoms[2 * p]);
+        const int64_t b = 3 * static_cast<int64_t>(atoms[2 * p + 1]);
+        const double g0 = static_cast<double>(g[3 * p]);
+        const double g1 = static_cast<double>(g[3 * p + 1]);
+        const double g2 = static_cast<double>(g[3 * p + 2]);
+        check += g0 + g1 + g2;
+        if (a != current) {
+            if (current >= 0) {
+                f[current] += sum[0];
+                f[current + 1] += sum[1];
+                f[current + 2] += sum[2];
+            }
+            current = a;
+            sum[0] = sum[1] = sum[2] = 0.0;
+        }
+        sum[0] += g0;
+        sum[1] += g1;
+        sum[2] += g2;
+        f[b] -= g0;
+        f[b + 1] -= g1;
+        f[b + 2] -= g2;
+        if (ATOM_VIRIAL) {
+            const double r[3] = {x0[b] - x0[a], x0[b + 1] - x0[a + 1], x0[b + 2] - x0[a + 2]};
+            const double gp[3] = {g0, g1, g2};
+            double v[6];
+            symmetric_outer(r, gp, -1.0, v);
+            tally.add_virial(static_cast<int>(a / 3), static_cast<int>(b / 3), v);
+        }
+    }
+    if (current >= 0) {
+        f[current] += sum[0];
+        f[current + 1] += sum[1];
+        f[current + 2] += sum[2];
+    }
+    return std::isfinite(check);
+}
+
+/// Pairs when only the global virial is asked: their forces F go to a scratch
+/// array, the virial is sum_i x_i (x) F_i over the LAMMPS atoms (ghost images
+/// included), which equals -sum r (x) g over the pairs without reading x once
+/// per pair; then F joins f.
+template <typename T>
+static bool scatter_pairs_global_virial(const int32_t* atoms, int64_t n_pairs, const T* g, double** x,
+                                        Tally& tally) {
+    auto& forces = *tally.scratch;
+    const int64_t n_values = 3 * static_cast<int64_t>(tally.n_all);
+    forces.assign(n_values, 0.0);
+    const bool finite = scatter_pairs<T, false>(atoms, n_pairs, g, forces.data(), x, tally);
+    const double* x0 = x[0];
+    double* f = tally.f[0];
+    double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t i = 0; i < n_values; i += 3) {
+        const double* xi = x0 + i;
+        const double* fi = forces.data() + i;
+        v[0] += xi[0] * fi[0];
+        v[1] += xi[1] * fi[1];
+        v[2] += xi[2] * fi[2];
+        v[3] += 0.5 * (xi[0] * fi[1] + xi[1] * fi[0]);
+        v[4] += 0.5 * (xi[0] * fi[2] + xi[2] * fi[0]);
+        v[5] += 0.5 * (xi[1] * fi[2] + xi[2] * fi[1]);
+        f[i] += fi[0];
+        f[i + 1] += fi[1];
+        f[i + 2] += fi[2];
+    }
+    for (int k = 0; k < 6; k++) {
+        tally.virial[k] += v[k];
+    }
+    return finite;
+}
+
+template <typename T>
+static bool scatter_pairs(const int32_t* atoms, int64_t n_pairs, const T* g, double** x, Tally& tally) {
+    if (tally.vatom != nullptr) {
+        // per-atom virials need each pair's own term (and give the global one too)
+        return scatter_pairs<T, true>(atoms, n_pairs, g, tally.f[0], x, tally);
+    }
+    if (tally.global_virial) {
+        return scatter_pairs_global_virial(atoms, n_pairs, g, x, tally);
+    }
+    return scatter_pairs<T, false>(atoms, n_pairs, g, tally.f[0], x, tally);
+}
+
+/// The gradient of one pair block (CPU, contiguous, the model's dtype) into forces and virial.
+static void scatter_pair_gradient(const PairBlock& block, const torch::Tensor& gradient, double** x,
+                                  Tally& tally) {
+    const int64_t n_pairs = block.size();
+    if (!gradient.defined() || n_pairs == 0) {
         return;
     }
-    const double* g = gradient.data_ptr<double>();
-    const double* r = block.vectors_cpu.data();
-    double** f = tally.f;
-    for (size_t p = 0; p < block.first.size(); p++) {
-        const int a = block.first[p];
-        const int b = block.second[p];
-        const double* gp = g + 3 * p;
-        for (int k = 0; k < 3; k++) {
-            f[a][k] += gp[k];
-            f[b][k] -= gp[k];
-        }
-        if (tally.need_virial()) {
-            double v[6];
-            symmetric_outer(r + 3 * p, gp, -1.0, v);
-            tally.add_virial(a, b, v);
-        }
+    const int32_t* atoms = block.atoms.data_ptr<int32_t>();
+    bool finite = true;
+    if (gradient.scalar_type() == torch::kFloat32) {
+        finite = scatter_pairs(atoms, n_pairs, gradient.data_ptr<float>(), x, tally);
+    } else {
+        auto g = gradient.to(torch::kFloat64);
+        finite = scatter_pairs(atoms, n_pairs, g.data_ptr<double>(), x, tally);
+    }
+    if (!finite) {
+        throw std::runtime_error(NON_FINITE_FORCES);
     }
 }
 
@@ -763,7 +878,11 @@ static void scatter_position_gradient(const SystemAdaptor& adaptor, const torch:
     if (!gradient.defined()) {
         return;
     }
-    const double* g = gradient.data_ptr<double>();
+    auto g64 = gradient.to(torch::kFloat64).contiguous();
+    if (!torch::isfinite(g64).all().item<bool>()) {
+        throw std::runtime_error(NON_FINITE_FORCES);
+    }
+    const double* g = g64.data_ptr<double>();
     for (size_t i = 0; i < adaptor.lammps_index.size(); i++) {
         const int a = adaptor.lammps_index[i];
         const double fi[3] = {-g[3 * i], -g[3 * i + 1], -g[3 * i + 2]};
@@ -785,7 +904,10 @@ static void add_cell_virial(const SystemAdaptor& adaptor, const torch::Tensor& g
     if (!gradient.defined() || !tally.need_virial()) {
         return;
     }
-    auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), gradient);
+    if (!torch::isfinite(gradient).all().item<bool>()) {
+        throw std::runtime_error(NON_FINITE_FORCES);
+    }
+    auto w = -torch::matmul(adaptor.cell.detach().to(torch::kCPU).transpose(0, 1), gradient.to(torch::kFloat64));
     auto wa = w.accessor<double, 2>();
     const double v[6] = {
         wa[0][0], wa[1][1], wa[2][2],
@@ -838,7 +960,7 @@ static Energies energies_of(const metatensor_torch::TensorBlock& block, bool per
 }
 
 /// Gradients of `total` with respect to every pair block, the positions and
-/// (when it is a leaf) the cell: float64, on the CPU, contiguous.
+/// (when it is a leaf) the cell: on the CPU, contiguous, in the leaves' dtypes.
 static std::vector<torch::Tensor> differentiate(const SystemAdaptor& adaptor, const torch::Tensor& total) {
     std::vector<torch::Tensor> inputs;
     for (const auto& block: adaptor.blocks) {
@@ -851,15 +973,12 @@ static std::vector<torch::Tensor> differentiate(const SystemAdaptor& adaptor, co
     mlipdrive::MissingAutogradCheck missing_autograd;
     auto gradients = torch::autograd::grad({total}, inputs, {}, false, false, /*allow_unused=*/true);
     missing_autograd.throw_if_missing();
-    bool finite = true;
+    // kept in the model's dtype: the scatter reads them once (and checks that
+    // they are finite) without a float64 copy
     for (auto& gradient: gradients) {
         if (gradient.defined()) {
-            gradient = gradient.detach().to(torch::kCPU).to(torch::kFloat64).contiguous();
-            finite = finite && torch::isfinite(gradient).all().item<bool>();
+            gradient = gradient.detach().to(torch::kCPU).contiguous();
         }
-    }
-    if (!finite) {
-        throw std::runtime_error("the model returned a non-finite energy or forces (NaN/inf forces)");
     }
     return gradients;
 }
@@ -1002,6 +1121,8 @@ void PairMlipdrive::compute(int eflag, int vflag) {
     tally.f = atom->f;
     tally.vatom = vflag_atom ? vatom : nullptr;
     tally.global_virial = vflag_global != 0;
+    tally.n_all = atom->nlocal + atom->nghost;
+    tally.scratch = &s.scratch_forces;
     mlipdrive::Evaluation evaluation;
     try {
         auto start = std::chrono::steady_clock::now();
@@ -1044,7 +1165,7 @@ void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Ta
     const auto& gradients = evaluation.gradients;
     const size_t n_blocks = adaptor.blocks.size();
     for (size_t k = 0; k < n_blocks; k++) {
-        mlipdrive::scatter_pair_gradient(adaptor.blocks[k], gradients[k], tally);
+        mlipdrive::scatter_pair_gradient(adaptor.blocks[k], gradients[k], atom->x, tally);
     }
     mlipdrive::scatter_position_gradient(adaptor, gradients[n_blocks], atom->x, tally);
     if (gradients.size() > n_blocks + 1) {

@@ -39,7 +39,11 @@ public:
     double init_one(int, int) override;
     void init_list(int, class NeighList*) override;
     void compute(int, int) override;
+#if MLIPDRIVE_LAMMPS_HAS_PAIR_FINISH
     void finish() override;
+#else
+    void finish();  // older LAMMPS have no Pair::finish(): no end-of-run timing line
+#endif
     void write_restart(FILE*) override;
     void read_restart(FILE*) override;
     /// "energy_uncertainty": the last step's per-atom uncertainty (for fix pair)

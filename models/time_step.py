@@ -2,15 +2,19 @@
 
 Times metatomic's own ASE calculator (``metatomic_ase.MetatomicCalculator``) on
 the 108-atom rattled, strained CuAl frame of the tests
-(``mlipdrive.testing.copper_aluminium(repeat=3, rattle=0.1, strain=0.03)``), one
+(``tests/structures.py``: ``copper_aluminium(repeat=3, rattle=0.1, strain=0.03)``), one
 torch thread, new positions before every call (so nothing is cached): wall
 and CPU time per call, median over ``--steps`` calls after ``--warmup``.
 
 With ``--extensions DIR`` holding sphericart-torch, ``sphericart.torch`` is
 imported from there first (it registers the gradients of its operators).
 
+With ``--non-conservative``, forces and stress come from the model's
+``non_conservative_force``/``non_conservative_stress`` outputs (no backward
+pass), as ``MetatomicCalculator(..., non_conservative=True)`` takes them.
+
 Usage (runtime venv): OMP_NUM_THREADS=1 python models/time_step.py MODEL.pt
-    [--extensions DIR] [--repeat 3] [--steps 40] [--warmup 10]
+    [--extensions DIR] [--non-conservative] [--repeat 3] [--steps 40] [--warmup 10]
 """
 
 import argparse
@@ -22,13 +26,19 @@ import numpy as np
 import torch
 from metatomic_ase import MetatomicCalculator
 
-from mlipdrive.testing import copper_aluminium
+from mlipdrive.extensions import import_extension_packages
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+from structures import copper_aluminium  # noqa: E402  (the tests' structures)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model")
     parser.add_argument("--extensions", default=None, help="TorchScript extensions directory")
+    parser.add_argument(
+        "--non-conservative", action="store_true", help="forces and stress from the NC heads"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="fcc cells per side (3: 108 atoms)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=10)
@@ -39,12 +49,14 @@ def main():
         # sphericart-torch 2.0 registers the autograd of its operators in Python
         # only: without this import the backward pass skips their gradient
         # (wrong forces, and a cheaper step). See models/soap_bpnn/MODEL_CARD.md.
-        ext = pathlib.Path(args.extensions)
-        if (ext / "sphericart" / "torch" / "__init__.py").is_file():
-            sys.path.append(str(ext))
-            import sphericart.torch  # noqa: F401
+        import_extension_packages(args.extensions)
     atoms = copper_aluminium(repeat=args.repeat, rattle=0.1, strain=0.03)
-    calc = MetatomicCalculator(args.model, extensions_directory=args.extensions, device="cpu")
+    calc = MetatomicCalculator(
+        args.model,
+        extensions_directory=args.extensions,
+        device="cpu",
+        non_conservative=args.non_conservative,
+    )
     wall, cpu = [], []
     for _ in range(args.warmup + args.steps):
         atoms.positions[0, 0] += 1e-4  # new positions: a real evaluation every call
@@ -55,7 +67,8 @@ def main():
     w = 1e3 * np.array(wall[args.warmup:])
     c = 1e3 * np.array(cpu[args.warmup:])
     print(
-        f"{args.model}: {len(atoms)} atoms, energy+forces+stress, 1 thread: "
+        f"{args.model}: {len(atoms)} atoms, energy+forces+stress"
+        f"{' (non-conservative)' if args.non_conservative else ''}, 1 thread: "
         f"wall {np.median(w):.1f} ms/step (min {w.min():.1f}), "
         f"CPU {np.median(c):.1f} ms/step; first call {1e3 * wall[0]:.0f} ms"
     )

@@ -2,7 +2,7 @@
 metatomic driver within the family's tolerances (test_ipi_server.py,
 test_ipi_mpi.py).
 
-:func:`family_clients` makes :func:`mlipdrive.ipi.testing.run_simulation` pass
+:func:`family_clients` makes :func:`ipi_testing.run_simulation` pass
 the family's TorchScript extensions directory to every client: ``--extensions
 DIR`` to ``mlipdrive ipi`` (serial and under mpirun), ``-o ...,extensions=DIR``
 to ``mlipdrive-ipi-driver`` and to i-PI's ``i-pi-py_driver -m metatomic``. The
@@ -22,7 +22,7 @@ import ase
 import ase.units
 import numpy as np
 
-from mlipdrive.ipi import testing as ipi_testing
+import ipi_testing
 
 HARTREE = ase.units.Hartree  # eV
 BOHR = ase.units.Bohr  # Å

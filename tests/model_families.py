@@ -5,7 +5,7 @@ The ``model_family`` fixture in conftest.py is parametrised over
 :data:`MODEL_FAMILIES`. Tolerances are absolute, in metal units (eV/atom, eV/Å,
 eV/Å³), for the same exported model evaluated by two engines (mlipdrive and
 metatomic's own ASE calculator) on a frame like the tests' 108-atom rattled,
-strained CuAl (``mlipdrive.testing.copper_aluminium(repeat=3, rattle=0.1,
+strained CuAl (``structures.copper_aluminium(repeat=3, rattle=0.1,
 strain=0.03)``).
 """
 
@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from mlipdrive.testing import SAME_MODEL
+from structures import SAME_MODEL
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

@@ -87,7 +87,7 @@ def test_numeric_options_are_range_checked(argv, option, expected, capsys):
 
 
 def test_ipi_driver_port_is_range_checked(capsys):
-    from mlipdrive.ipi_command import ipi_driver_main
+    from mlipdrive.ipi.command import ipi_driver_main
 
     with pytest.raises(SystemExit) as exit_:
         ipi_driver_main(["-a", "localhost", "-p", "0"])
@@ -139,7 +139,7 @@ def test_ipi_commands_unreadable_structure(tmp_path, lj_model):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     driver = subprocess.run(
-        [sys.executable, "-m", "mlipdrive.ipi_command", "-u", "-a", "unused",
+        [sys.executable, "-m", "mlipdrive.ipi.command", "-u", "-a", "unused",
          "-o", f"template={path},model={lj_model}"],
         capture_output=True, text=True, timeout=300,
     )

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import mlipdrive
-from mlipdrive.model_loading import ModelLoadError
+from mlipdrive.loading import ModelLoadError
 from mlipdrive.potential import InvalidInput
-from mlipdrive.testing import argon
+from structures import argon
 
 
 def test_missing_model_file(tmp_path):
@@ -176,7 +176,7 @@ def test_degenerate_periodic_cell(lj_model, cell, match):
 
 def test_degenerate_cell_through_ase(mace_model):
     from mlipdrive.ase import MLIPCalculator
-    from mlipdrive.testing import copper_aluminium
+    from structures import copper_aluminium
 
     atoms = copper_aluminium()
     cell = atoms.cell.array.copy()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mlipdrive
-from mlipdrive.testing import argon, copper_aluminium
+from structures import argon, copper_aluminium
 
 # central differences with h = 1e-4 Å: truncation ~h^2 E''' ~ 1e-8, round-off ~1e-12/h
 STEP = 1e-4

@@ -17,7 +17,7 @@ from mlipdrive.ipi import (
     EXIT_PROTOCOL,
     EXIT_TERMINATED,
 )
-from mlipdrive.ipi.testing import (
+from ipi_testing import (
     Processes,
     Simulation,
     client_command,
@@ -30,7 +30,7 @@ from mlipdrive.ipi.testing import (
     wait_for_unix_socket,
     write_input,
 )
-from mlipdrive.testing import argon
+from structures import argon
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from ipi_families import POSITIONS_ATOL, compare_runs, family_clients, report
 
 from mlipdrive.ipi import EXIT_CONNECTION_LOST
-from mlipdrive.ipi.testing import (
+from ipi_testing import (
     Processes,
     Simulation,
     client_command,
@@ -26,7 +26,7 @@ from mlipdrive.ipi.testing import (
     unique_address,
     write_input,
 )
-from mlipdrive.testing import argon, copper_aluminium
+from structures import argon, copper_aluminium
 
 pytest.importorskip("mpi4py")
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from parity_models import export_asymmetric_argon, export_parity_argon
 
-from mlipdrive.ipi.testing import Simulation, read_extras, run_simulation
-from mlipdrive.testing import argon
+from ipi_testing import Simulation, read_extras, run_simulation
+from structures import argon
 
 POSITIONS_ATOL = 1e-10  # Bohr, the same float64 model in two clients
 PROPERTIES_RTOL = 1e-9

@@ -38,7 +38,7 @@ from mlipdrive.ipi import (
 )
 from mlipdrive.ipi import _protocol as P
 from mlipdrive.ipi._client import HARTREE_PER_BOHR_PER_EV_PER_ANGSTROM
-from mlipdrive.ipi.testing import free_port, unique_address
+from ipi_testing import free_port, unique_address
 
 NATOMS = 5
 TYPES = np.full(NATOMS, 18)
@@ -574,7 +574,7 @@ def test_serve_reports_model_failures_and_missing_servers(capsys):
 # ---------------------------------------------------------------------- command lines
 
 def test_ipi_driver_entry_rejects_bad_options(capsys):
-    from mlipdrive.ipi_command import ipi_driver_main
+    from mlipdrive.ipi.command import ipi_driver_main
 
     assert ipi_driver_main(["-m", "harmonic", "-o", "template=a.xyz,model=m.pt"]) == 2
     assert "use -m metatomic" in capsys.readouterr().err

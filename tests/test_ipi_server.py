@@ -20,8 +20,8 @@ from ipi_families import (
     report,
 )
 
-from mlipdrive.ipi.testing import Simulation, read_extras, run_simulation
-from mlipdrive.testing import argon, copper_aluminium
+from ipi_testing import Simulation, read_extras, run_simulation
+from structures import argon, copper_aluminium
 
 SYSTEMS = {
     # 32 atoms each

@@ -78,13 +78,3 @@ def test_plugin_path_command():
     path = pathlib.Path(result.stdout.strip())
     assert path.is_file() and path.name == "libmlipdriveplugin.so"
     assert path.parent == pathlib.Path(plugin_directory())
-
-
-def test_environment_preloads_torch_blas():
-    """liblammps.so exports a reference dgemm_: lmp must get torch's first."""
-    env = lmp_environment({"LD_PRELOAD": "/other/lib.so"})
-    first, *rest = env["LD_PRELOAD"].split(":")
-    assert first.endswith("torch/lib/libtorch_cpu.so") and pathlib.Path(first).is_file()
-    assert rest == ["/other/lib.so"]
-    # idempotent: a second pass adds nothing
-    assert lmp_environment(env)["LD_PRELOAD"] == env["LD_PRELOAD"]

@@ -1,4 +1,6 @@
-"""examples/lammps runs as its README says (a few steps here), serial and on two ranks."""
+"""examples/lammps: turbo against default, and torch's BLAS in a plain lmp.
+
+(The README's own commands, serial and on two ranks, run in tests/test_readme.py.)"""
 
 import os
 import pathlib
@@ -6,44 +8,34 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from lammps_testing import LMP_TIMEOUT, LmpResult
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "lammps"
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_lammps_example(mace_model, ranks):
+BIN = pathlib.Path(sys.executable).parent
+
+
+def run_example(command, extra_env=None):
+    """``command`` in examples/lammps, as a user's shell runs it (no plugin path set)."""
     env = dict(os.environ)
     env.pop("LAMMPS_PLUGIN_PATH", None)
-    env["VENV"] = str(pathlib.Path(sys.executable).parent.parent)
-    env["NP"] = str(ranks)
+    env.pop("LD_PRELOAD", None)
+    env.update(extra_env or {})
     process = subprocess.run(
-        [str(EXAMPLE / "run.sh"), "-var", "steps", "10", "-log", "none"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=LMP_TIMEOUT,
+        command, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=LMP_TIMEOUT
     )
-    result = LmpResult(process.returncode, process.stdout + process.stderr)
-    assert result.returncode == 0, result.output[-3000:]
-    thermo = result.thermo()
-    assert thermo["Step"][-1] == 10
-    assert np.isfinite(thermo["TotEng"]).all()
+    return process, LmpResult(process.returncode, process.stdout + process.stderr)
 
 
 def test_lammps_turbo_matches_default(mace_model):
     """`settings turbo` (float32 on a float64 model) runs and stays within 1e-4 eV/atom."""
-    env = dict(os.environ)
-    env["VENV"] = str(pathlib.Path(sys.executable).parent.parent)
     thermo = {}
     for settings in ("default", "turbo"):
-        process = subprocess.run(
-            [str(EXAMPLE / "run.sh"), "-var", "steps", "10", "-log", "none",
-             "-var", "model", f"{mace_model} settings {settings}"],
-            env=env, capture_output=True, text=True, timeout=LMP_TIMEOUT,
+        _, result = run_example(
+            [str(BIN / "lmp"), "-in", "in.md", "-var", "steps", "10", "-log", "none",
+             "-var", "model", f"{mace_model} settings {settings}"]
         )
-        result = LmpResult(process.returncode, process.stdout + process.stderr)
         assert result.returncode == 0, result.output[-3000:]
         thermo[settings] = result.thermo()
     n_atoms = 108
@@ -51,16 +43,14 @@ def test_lammps_turbo_matches_default(mace_model):
     assert difference.max() < 1e-4
 
 
-def test_lmp_uses_torch_blas_for_float64(mace_model):
-    """liblammps.so exports a reference dgemm_: in the run.sh (make md) path, the
-    float64 model's matrix products must bind to torch's own (LD_DEBUG shows it)."""
-    env = dict(os.environ)
-    env["VENV"] = str(pathlib.Path(sys.executable).parent.parent)
-    env["LD_DEBUG"] = "bindings"
-    process = subprocess.run(
-        [str(EXAMPLE / "run.sh"), "-var", "steps", "2", "-log", "none",
+def test_plain_lmp_uses_torch_blas_for_float64(mace_model):
+    """liblammps.so exports a reference dgemm_: in a plain `lmp -in in.md` (no
+    LD_PRELOAD, no wrapper) the float64 model's matrix products must still bind
+    to torch's own (the loader opens the pair library with RTLD_DEEPBIND)."""
+    process, result = run_example(
+        [str(BIN / "lmp"), "-in", "in.md", "-var", "steps", "2", "-log", "none",
          "-var", "model", f"{mace_model} dtype float64"],
-        env=env, capture_output=True, text=True, timeout=LMP_TIMEOUT,
+        {"LD_DEBUG": "bindings"},
     )
     assert process.returncode == 0, process.stdout[-3000:]
     bindings = [line for line in process.stderr.splitlines()

@@ -24,7 +24,7 @@ from lammps_testing import (
 )
 from metatomic.torch import unit_conversion_factor
 
-from mlipdrive.testing import SAME_MODEL
+from structures import SAME_MODEL
 
 THERMO = ["PotEng", "KinEng", "Press", "TotEng", "Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz"]
 

@@ -28,7 +28,7 @@ from lammps_reference import (
 )
 from lammps_testing import lower_triangular, read_dump, run_lmp, write_data
 
-from mlipdrive.testing import copper_aluminium
+from structures import copper_aluminium
 
 MASSES = {1: 63.546, 2: 26.9815385}
 TYPES = {29: 1, 13: 2}

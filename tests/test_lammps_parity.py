@@ -28,7 +28,7 @@ from parity_models import export_parity_argon
 
 import mlipdrive
 from mlipdrive.outputs import OutputChoiceError
-from mlipdrive.testing import SAME_MODEL, argon, copper_aluminium
+from structures import SAME_MODEL, argon, copper_aluminium
 from mlipdrive.uncertainty import UncertaintyWarning, check_uncertainty
 
 from export_lj import export_lj  # noqa: E402  (models/lj, on the path through conftest)

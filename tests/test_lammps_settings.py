@@ -14,7 +14,7 @@ from lammps_testing import export_lj_reduction_marked, lj_lattice_lines, run_lmp
 
 import mlipdrive
 from mlipdrive.settings import torch_threads
-from mlipdrive.testing import FLOAT32_ENERGY_PER_ATOM, copper_aluminium
+from structures import FLOAT32_ENERGY_PER_ATOM, copper_aluminium
 
 MASSES = {1: 63.546, 2: 26.9815385}
 

@@ -23,7 +23,7 @@ import pytest
 from lammps_reference import COMPUTES, assert_matches_reference, checkpoint, read_checkpoints
 from lammps_testing import lower_triangular, run_lmp, write_data
 
-from mlipdrive.testing import copper_aluminium
+from structures import copper_aluminium
 
 FAMILIES = ["mace", "pet", "soap_bpnn"]
 ELEMENTS = {1: 29, 2: 13}

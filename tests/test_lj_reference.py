@@ -5,7 +5,7 @@ import pytest
 from ase.calculators.lj import LennardJones
 
 import mlipdrive
-from mlipdrive.testing import EXACT, argon
+from structures import EXACT, argon
 
 from conftest import LJ_CUTOFF, LJ_EPSILON, LJ_SIGMA
 

@@ -33,7 +33,7 @@ import sys, warnings
 import numpy as np
 warnings.simplefilter("ignore")
 import mlipdrive
-from mlipdrive.testing import copper_aluminium
+from structures import copper_aluminium
 path, extensions = sys.argv[1:3]
 atoms = copper_aluminium(repeat=2, rattle=0.1, strain=0.03)
 def forces():

@@ -11,7 +11,7 @@ from metatomic_ase import MetatomicCalculator
 
 import mlipdrive
 from mlipdrive.ase import MLIPCalculator
-from mlipdrive.testing import copper_aluminium, random_rotation
+from structures import copper_aluminium, random_rotation
 
 # the 108-atom frame the families' tolerances were measured on, and two smaller,
 # less strained ones (many periodic images of each atom within 9 Å)

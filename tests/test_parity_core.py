@@ -21,7 +21,7 @@ import mlipdrive
 from mlipdrive.ase import MLIPCalculator
 from mlipdrive.halo import Decomposition, DomainEvaluator
 from mlipdrive.outputs import OutputChoiceError
-from mlipdrive.testing import SAME_MODEL, argon
+from structures import SAME_MODEL, argon
 from mlipdrive.uncertainty import UncertaintyExceeded, UncertaintyWarning
 
 # metatomic_ase's options for each of ours

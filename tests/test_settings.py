@@ -24,7 +24,7 @@ from mlipdrive.settings import (
     resolve,
     torch_threads,
 )
-from mlipdrive.testing import FLOAT32_ENERGY_PER_ATOM, FLOAT32_FORCES, argon, copper_aluminium
+from structures import FLOAT32_ENERGY_PER_ATOM, FLOAT32_FORCES, argon, copper_aluminium
 
 TORCH_FUSION_DEFAULT = [("STATIC", 2), ("DYNAMIC", 10)]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mlipdrive
-from mlipdrive.testing import argon, copper_aluminium
+from structures import argon, copper_aluminium
 
 
 def random_walk(path, structure, move, extensions=None):

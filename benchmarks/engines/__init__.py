@@ -106,7 +106,7 @@ def _check_lmp() -> str:
 
 def _check_ours_ipi() -> str:
     return _check_executables("i-pi", "mlipdrive") or _check_modules(
-        "mlipdrive.ipi", "mlipdrive.ipi_command"
+        "mlipdrive.ipi", "mlipdrive.ipi.command"
     )
 
 

@@ -9,9 +9,12 @@ import sys
 SUBCOMMAND_MODULES = [
     "mlipdrive.info",
     "mlipdrive.run_command",
-    "mlipdrive.ipi_command",
+    "mlipdrive.ipi.command",
     "mlipdrive.lammps",
+    "mlipdrive.lammps.plugin_build",
+    "mlipdrive.lammps.doctor",
     "mlipdrive.bench.cli",
+    "mlipdrive.bench.advise",
 ]
 
 

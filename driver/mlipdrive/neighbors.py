@@ -62,14 +62,23 @@ def needs_rebuild(reference, positions, cell, pbc, skin: float) -> bool:
     return bool(displacement2.max(initial=0.0) > 0.25 * skin * skin)
 
 
+def half_list_keep(first, second, shift_a, shift_b, shift_c, where=torch.where):
+    """The half-list rule: of the pairs (i, j, S) and (j, i, -S) of a full list,
+    keep the one with i < j, or for i == j (a periodic self-image) the one whose
+    first non-zero shift component is positive.
+
+    Written with comparisons, ``&``, ``|`` and ``where`` only: the LAMMPS plugin's
+    copy (``half_list_keep`` in ``mlipdrive_python_rules.h``) is generated from
+    this function by ``lammps_plugin/generate_python_rules.py``, which calls it on
+    C++ expressions.
+    """
+    first_nonzero = where(shift_a != 0, shift_a, where(shift_b != 0, shift_b, shift_c))
+    return (first < second) | ((first == second) & (first_nonzero > 0))
+
+
 def half_list_mask(pairs: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Keep one of (i, j, S) and (j, i, -S) from a full list."""
-    i, j = pairs[:, 0], pairs[:, 1]
-    # for i == j (self-images) keep the shift whose first non-zero component is > 0
-    first_nonzero = torch.where(
-        shifts[:, 0] != 0, shifts[:, 0], torch.where(shifts[:, 1] != 0, shifts[:, 1], shifts[:, 2])
-    )
-    return (i < j) | ((i == j) & (first_nonzero > 0))
+    """Keep one of (i, j, S) and (j, i, -S) from a full list (:func:`half_list_keep`)."""
+    return half_list_keep(pairs[:, 0], pairs[:, 1], shifts[:, 0], shifts[:, 1], shifts[:, 2])
 
 
 def neighbor_block(

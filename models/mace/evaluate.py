@@ -7,10 +7,13 @@
 3. Compare energies / forces / stresses with the EMT reference on an extxyz
    file through metatomic's own ASE calculator (the reference implementation).
 
-Usage: python evaluate.py MODEL.pt TEST.xyz
+With --variant V, score the model's `energy/V` variant against the reference
+labels stored under `energy_V`, `forces_V`, `stress_V` (models/add_morse_labels.py).
+
+Usage: python evaluate.py MODEL.pt [TEST.xyz] [--variant V]
 """
 
-import sys
+import argparse
 
 import ase.io
 import numpy as np
@@ -35,15 +38,27 @@ def describe(model):
         print(f"  cutoff={nl.cutoff} full_list={nl.full_list} strict={nl.strict}")
 
 
-def score(model, path):
-    calc = MetatomicCalculator(model, device="cpu")
+def reference(atoms, variant=None):
+    """Reference energy, forces and 3x3 stress of a frame: EMT's, or those of ``variant``."""
+    if variant is None:
+        return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+    return (
+        atoms.info[f"energy_{variant}"],
+        atoms.arrays[f"forces_{variant}"],
+        np.reshape(atoms.info[f"stress_{variant}"], (3, 3)),
+    )
+
+
+def score(model, path, variant=None):
+    calc = MetatomicCalculator(model, device="cpu", variants={"energy": variant})
     ref = {"e": [], "f": [], "s": []}
     pred = {"e": [], "f": [], "s": []}
     for atoms in ase.io.read(path, ":"):
         n = len(atoms)
-        ref["e"].append(atoms.get_potential_energy() / n)
-        ref["f"].append(atoms.get_forces())
-        ref["s"].append(atoms.get_stress(voigt=False))
+        energy, forces, stress = reference(atoms, variant)
+        ref["e"].append(energy / n)
+        ref["f"].append(forces)
+        ref["s"].append(stress)
         atoms.calc = calc
         pred["e"].append(atoms.get_potential_energy() / n)
         pred["f"].append(atoms.get_forces())
@@ -54,7 +69,8 @@ def score(model, path):
              - np.concatenate([np.ravel(x) for x in ref[key]])) * factor  # fmt: skip
         return np.abs(d).mean(), np.sqrt((d**2).mean())
 
-    print(f"held-out errors on {path} ({len(ref['e'])} structures):")
+    label = "" if variant is None else f", variant {variant!r}"
+    print(f"held-out errors on {path} ({len(ref['e'])} structures{label}):")
     for label, key, factor, unit in [
         ("energy/atom", "e", 1000.0, "meV/atom"),
         ("forces     ", "f", 1000.0, "meV/A"),
@@ -66,7 +82,12 @@ def score(model, path):
 
 
 if __name__ == "__main__":
-    model = load_atomistic_model(sys.argv[1])  # no extensions_directory on purpose
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("test", nargs="?", help="extxyz file with reference labels")
+    parser.add_argument("--variant", help="score the energy/VARIANT output instead")
+    args = parser.parse_args()
+    model = load_atomistic_model(args.model)  # no extensions_directory on purpose
     describe(model)
-    if len(sys.argv) > 2:
-        score(model, sys.argv[2])
+    if args.test is not None:
+        score(model, args.test, args.variant)

@@ -10,7 +10,7 @@ Python, when `sphericart.torch` is imported; loading only its library (what
 metatomic's extensions directory does) leaves them without a gradient, and
 forces and stress silently miss the angular part (torch warns "an autograd
 kernel was not registered"). So this script imports `sphericart.torch` from the
-extensions directory first.
+extensions directory first (mlipdrive.extensions.import_extension_packages).
 
 Usage: python evaluate.py MODEL.pt EXTENSIONS_DIR [TEST.xyz]
 """
@@ -20,19 +20,13 @@ import sys
 
 from metatomic.torch import load_atomistic_model
 
+from mlipdrive.extensions import import_extension_packages
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "mace"))
 from evaluate import describe, score  # noqa: E402
 
-
-def import_sphericart(extensions):
-    """Import sphericart.torch from ``extensions``: registers its autograd formulas."""
-    if (pathlib.Path(extensions) / "sphericart" / "torch" / "__init__.py").is_file():
-        sys.path.append(str(extensions))
-        import sphericart.torch  # noqa: F401
-
-
 if __name__ == "__main__":
-    import_sphericart(sys.argv[2])
+    import_extension_packages(sys.argv[2])  # sphericart.torch: its autograd formulas
     model = load_atomistic_model(sys.argv[1], extensions_directory=sys.argv[2])
     describe(model)
     if len(sys.argv) > 3:

@@ -6,10 +6,14 @@ part of the geometry; each is built for a model's elements and lattice constant 
 that LJ (Ar) and the shipped Cu/Al models (every model family) get comparable cases.
 """
 
+import pathlib
+import sys
+
 import ase.build
 import numpy as np
 
-from mlipdrive.testing import SAME_MODEL
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/
+from structures import SAME_MODEL  # noqa: E402
 
 # (elements, fcc lattice constant in Å): the LJ models, the shipped Cu/Al models
 LJ_SPECIES = (["Ar"], 5.26)

