@@ -11,10 +11,14 @@ imported from there first (it registers the gradients of its operators).
 
 With ``--non-conservative``, forces and stress come from the model's
 ``non_conservative_force``/``non_conservative_stress`` outputs (no backward
-pass), as ``MetatomicCalculator(..., non_conservative=True)`` takes them.
+pass), as ``MetatomicCalculator(..., non_conservative=True)`` takes them. A
+model with a per-atom ``energy_uncertainty`` also computes it every step (the
+calculator's uncertainty check, on by default); ``--no-uncertainty`` turns it
+off (``uncertainty_threshold=None``).
 
 Usage (runtime venv): OMP_NUM_THREADS=1 python models/time_step.py MODEL.pt
-    [--extensions DIR] [--non-conservative] [--repeat 3] [--steps 40] [--warmup 10]
+    [--extensions DIR] [--non-conservative] [--no-uncertainty] [--repeat 3]
+    [--steps 40] [--warmup 10]
 """
 
 import argparse
@@ -39,6 +43,9 @@ def main():
     parser.add_argument(
         "--non-conservative", action="store_true", help="forces and stress from the NC heads"
     )
+    parser.add_argument(
+        "--no-uncertainty", action="store_true", help="no energy-uncertainty check"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="fcc cells per side (3: 108 atoms)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=10)
@@ -56,6 +63,7 @@ def main():
         extensions_directory=args.extensions,
         device="cpu",
         non_conservative=args.non_conservative,
+        uncertainty_threshold=None if args.no_uncertainty else 0.1,
     )
     wall, cpu = [], []
     for _ in range(args.warmup + args.steps):
@@ -68,7 +76,8 @@ def main():
     c = 1e3 * np.array(cpu[args.warmup:])
     print(
         f"{args.model}: {len(atoms)} atoms, energy+forces+stress"
-        f"{' (non-conservative)' if args.non_conservative else ''}, 1 thread: "
+        f"{' (non-conservative)' if args.non_conservative else ''}"
+        f"{' (no uncertainty check)' if args.no_uncertainty else ''}, 1 thread: "
         f"wall {np.median(w):.1f} ms/step (min {w.min():.1f}), "
         f"CPU {np.median(c):.1f} ms/step; first call {1e3 * wall[0]:.0f} ms"
     )
