@@ -49,10 +49,13 @@ install() {  # $1 python, $2 wheels (or "" for none), $3 scratch folder
     if [ -n "$wheels" ]; then
         "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheels"/*.whl
     fi
-    # mlipdrive as pyproject.toml lays it out (mlipdrive, mlipdrive.ipi, mlipdrive.bench)
+    # mlipdrive as pyproject.toml lays it out (mlipdrive, mlipdrive.ipi,
+    # mlipdrive.lammps, mlipdrive.bench), and the tests' i-PI run helpers
     cp -r driver/mlipdrive/. "$site/mlipdrive/"
     cp -r ipi_client "$site/mlipdrive/ipi"
+    cp -r lammps_plugin/python "$site/mlipdrive/lammps"
     cp -r benchmarks "$site/mlipdrive/bench"
+    cp tests/ipi_testing.py "$site/"
     printf '#!%s\nimport sys\nfrom mlipdrive.cli import main\nsys.exit(main())\n' \
         "$python" > "$3/bin/mlipdrive"
     chmod +x "$3/bin/mlipdrive"
