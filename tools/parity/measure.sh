@@ -16,9 +16,9 @@
 # Results go to tools/parity/results/ (bench.md, bench.json in each folder).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-UNCERTAINTY=${1:?usage: $0 UNCERTAINTY_MODEL.pt NON_CONSERVATIVE_MODEL.pt [EXTENSIONS]}
-HEADS=${2:?usage: $0 UNCERTAINTY_MODEL.pt NON_CONSERVATIVE_MODEL.pt [EXTENSIONS]}
-EXTENSIONS=${3:-}
+UNCERTAINTY=$(realpath "${1:?usage: $0 UNCERTAINTY_MODEL.pt NON_CONSERVATIVE_MODEL.pt [EXTENSIONS]}")
+HEADS=$(realpath "${2:?usage: $0 UNCERTAINTY_MODEL.pt NON_CONSERVATIVE_MODEL.pt [EXTENSIONS]}")
+EXTENSIONS=${3:+$(realpath "$3")}
 ATOMS=1000
 RESULTS=$ROOT/tools/parity/results
 BENCH=("$ROOT/.venv/bin/mlipdrive" bench --sizes "$ATOMS" --ranks 1 --threads 1 --no-progress)

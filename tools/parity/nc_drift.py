@@ -4,7 +4,7 @@
         [--repeat 5] [--steps 2000] [--ranks 1] [--output FILE.md]
 
 Runs the same NVE trajectory start (a rattled, strained fcc Cu/Al crystal,
-``mlipdrive.testing.copper_aluminium``, thermal velocities at 300 K, 1 fs)
+``copper_aluminium`` of ``tests/structures.py``, thermal velocities at 300 K, 1 fs)
 with the model's forces from the energy's gradient (``non_conservative off``)
 and from its force and stress heads (``on``), and reports the ms per step
 (LAMMPS's loop time, and the plugin's forward/backward split) and the drift of
@@ -23,7 +23,9 @@ import ase.io
 import numpy as np
 
 from mlipdrive.lammps import lmp_command, lmp_environment
-from mlipdrive.testing import copper_aluminium
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
+from structures import copper_aluminium  # noqa: E402
 
 INPUT = """units metal
 atom_style atomic
