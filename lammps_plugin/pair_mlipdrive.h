@@ -47,7 +47,11 @@ public:
     void write_restart(FILE*) override;
     void read_restart(FILE*) override;
     /// "energy_uncertainty": the last step's per-atom uncertainty (for fix pair)
+#if MLIPDRIVE_LAMMPS_HAS_EXTRACT_PERATOM
     void* extract_peratom(const char*, int&) override;
+#else
+    void* extract_peratom(const char*, int&);  // older LAMMPS have neither it nor fix pair
+#endif
 
 private:
     void allocate();

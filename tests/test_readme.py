@@ -29,6 +29,8 @@ NOT_RUN_HERE = {
     ".venv/bin/mlipdrive build-plugin --lammps /path/": "a placeholder path; "
     "tests/test_other_lammps.py runs build-plugin on two LAMMPS",
     "mlipdrive build-plugin --lammps $LAMMPS_PREFIX": "a cluster's LAMMPS; tests/test_other_lammps.py",
+    ".venv/bin/mlipdrive advise my_model.pt system.xyz": "a user's own model and structure; "
+    "tests/test_advise.py runs advise end to end",
 }
 BLOCK_TIMEOUT = 900
 

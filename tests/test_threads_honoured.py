@@ -47,11 +47,12 @@ PARAMS = [pytest.param(*layout, id=f"{layout[0]}x{layout[1]}-omp{layout[2]}",
 # SOAP-BPNN) would compute on every core with one thread asked and none set
 FAMILY_LAYOUTS = [(1, 1, None), (1, 2, "1")]
 
-# LJ argon, 864 atoms: enough pairs (~3e4) for torch's parallel loops to split
-REPEAT = 6
+# LJ argon, 2048 atoms, 100 steps: enough pairs (~8e4) for torch's parallel loops
+# to split, and enough steps that the model, not the start-up, takes most of the CPU
+REPEAT = 8
 FAMILY_REPEAT = 3  # 108 CuAl atoms for the trained families, fewer steps
 FAMILY_STEPS = 8
-STEPS = 20
+STEPS = 100
 
 
 def expected(ranks: int, threads: int, omp) -> int:

@@ -12,6 +12,7 @@
 #   MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST   neighbor->add_request(this, NeighConst::...)
 #                                      (else the request fields of neigh_request.h)
 #   MLIPDRIVE_LAMMPS_HAS_PAIR_FINISH   Pair::finish(), called at the end of a run
+#   MLIPDRIVE_LAMMPS_HAS_EXTRACT_PERATOM  Pair::extract_peratom(), read by fix pair
 set(_mlipdrive_months Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec)
 
 function(mlipdrive_find_lammps location)
@@ -72,7 +73,8 @@ function(mlipdrive_find_lammps location)
     set(MLIPDRIVE_LAMMPS_FOUND_DEFINES "${_defines}" PARENT_SCOPE)
 
     set(_features "")
-    foreach(_feature "ADD_REQUEST;neighbor.h;add_request\\(" "PAIR_FINISH;pair.h;virtual void finish\\(")
+    foreach(_feature "ADD_REQUEST;neighbor.h;add_request\\(" "PAIR_FINISH;pair.h;virtual void finish\\("
+            "EXTRACT_PERATOM;pair.h;extract_peratom\\(")
         list(GET _feature 0 _name)
         list(GET _feature 1 _header)
         list(GET _feature 2 _pattern)
