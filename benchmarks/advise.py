@@ -290,10 +290,9 @@ def run(args) -> int:
         print(markdown(record))
         return code
     plan = plan_from_arguments(args)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="mlipdrive-advise-"))
-    if args.keep_work:
-        work = output / "work"
-        work.mkdir(parents=True, exist_ok=True)
+    work = (output / "work" if args.keep_work
+            else pathlib.Path(tempfile.mkdtemp(prefix="mlipdrive-advise-")))
+    work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
     record = {
         "schema": SCHEMA,

@@ -111,10 +111,10 @@ def run(args) -> int:
     if args.render:
         record = json.loads(pathlib.Path(args.render).read_text())
     else:
-        work = pathlib.Path(tempfile.mkdtemp(prefix="mlipdrive-soak-")).resolve()
-        if args.keep_work:
-            work = (output / "work").resolve()
-            work.mkdir(parents=True, exist_ok=True)
+        work = (output / "work" if args.keep_work
+                else pathlib.Path(tempfile.mkdtemp(prefix="mlipdrive-soak-")))
+        work.mkdir(parents=True, exist_ok=True)
+        work = work.resolve()
         record = {"schema": SCHEMA, "created": environment.now(),
                   "command": "mlipdrive " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                   "machine": environment.machine(), "versions": environment.versions(),

@@ -41,8 +41,11 @@ def block_times(records: List[dict]) -> List[dict]:
             seconds = after["run_s"] - before["run_s"]
         else:
             seconds = after["wall_s"] - before["wall_s"]
+        cpu = None
+        if after.get("cpu_s") is not None and before.get("cpu_s") is not None:
+            cpu = 1e3 * (after["cpu_s"] - before["cpu_s"]) / steps
         blocks.append({
-            "step": after["step"], "ms_per_step": 1e3 * seconds / steps,
+            "step": after["step"], "ms_per_step": 1e3 * seconds / steps, "cpu_ms_per_step": cpu,
             # i-PI's block across the client's replacement (LAMMPS's clock
             # restarts with each run: its blocks never hold the restart)
             "restart": after["segment"] != before["segment"],
@@ -50,15 +53,17 @@ def block_times(records: List[dict]) -> List[dict]:
     return blocks
 
 
-def flatness(blocks: List[dict]) -> Dict[str, Optional[float]]:
-    steady = [b for b in blocks[1:] if not b["restart"]]
+def flatness(blocks: List[dict], key: str = "ms_per_step") -> Dict[str, Optional[float]]:
+    """Median of ``key`` over the run, its last tenth over its first tenth, and
+    its least-squares slope per 1e5 steps relative to the median."""
+    steady = [b for b in blocks[1:] if not b["restart"] and b.get(key) is not None]
     if len(steady) < 4:
         return {"last_over_first": None, "slope_per_1e5_steps": None, "median_ms": None}
     tenth = max(1, len(steady) // 10)
-    first = statistics.median(b["ms_per_step"] for b in steady[:tenth])
-    last = statistics.median(b["ms_per_step"] for b in steady[-tenth:])
-    median = statistics.median(b["ms_per_step"] for b in steady)
-    slope = np.polyfit([b["step"] for b in steady], [b["ms_per_step"] for b in steady], 1)[0]
+    first = statistics.median(b[key] for b in steady[:tenth])
+    last = statistics.median(b[key] for b in steady[-tenth:])
+    median = statistics.median(b[key] for b in steady)
+    slope = np.polyfit([b["step"] for b in steady], [b[key] for b in steady], 1)[0]
     return {"last_over_first": last / first - 1.0, "slope_per_1e5_steps": slope * 1e5 / median,
             "median_ms": median, "first_ms": first, "last_ms": last}
 
@@ -86,6 +91,7 @@ def summary(result: dict, atoms: int) -> dict:
         "steps_done": records[-1]["step"] if records else 0,
         "records": len(records),
         "step_time": flatness(blocks),
+        "cpu_time": flatness(blocks, "cpu_ms_per_step"),
         "memory": memory(records),
         "drift_ev_per_atom_ps": drift([r["time_ps"] for r in records],
                                       [r["etotal_ev"] for r in records], atoms),
@@ -115,7 +121,7 @@ def _restart_jump(records: List[dict], atoms: int) -> Optional[float]:
 def markdown(record: dict) -> str:
     spec = record["spec"]
     lines = [
-        f"# mlipdrive bench soak: {record['model']} , {spec['atoms']} atoms, "
+        f"# mlipdrive bench soak: {record['model']}, {spec['atoms']} atoms, "
         f"{spec['steps']} steps, settings {record['settings']}",
         "",
         f"Command: `{record['command']}`  ",
@@ -124,30 +130,39 @@ def markdown(record: dict) -> str:
         f"{spec['threads']} torch thread(s); timestep {spec['timestep_fs']:g} fs; a record every "
         f"{spec['every']} steps.",
         "",
-        "| engine | steps | ms/step (median) | last/first - 1 | slope per 1e5 steps | "
-        "memory growth (largest segment; whole run) | RSS start -> end (MiB) | "
-        "drift (meV/atom/ps) | energy jump at restart (eV/atom) | restart |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- |",
+        "| engine | steps | CPU ms/step (median) | CPU: last/first - 1 | CPU: slope per 1e5 "
+        "steps | wall ms/step (median) | wall: last/first - 1 | memory growth (largest "
+        "segment; whole run) | RSS start -> end (MiB) | drift (meV/atom/ps) | energy jump at "
+        "restart (eV/atom) | midway |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- |",
     ]
     for engine, run in record["runs"].items():
         lines.append(_row(engine, run))
-    lines += ["", "Memory flat means growth < 1 % (from the end of the first block of each "
-              "process segment to its end). See benchmarks/README.md for the definitions."]
+    lines += ["", "CPU ms/step: CPU time of the process holding the model (LAMMPS; i-PI's "
+              "client) per step, which other processes sharing the cores do not change; wall "
+              "ms/step: the engine's own clock, which they do. Memory flat means growth < 1 % "
+              "(from the end of the first block of each process segment to its end). See "
+              "benchmarks/README.md for the definitions."]
     return "\n".join(lines) + "\n"
 
 
 def _row(engine: str, run: dict) -> str:
     if run.get("status") != "ok":
-        return f"| {engine} | failed: {run.get('error', '').splitlines()[0]} |" + " |" * 8
+        return f"| {engine} | failed: {run.get('error', '').splitlines()[0]} |" + " |" * 10
     s = run["summary"]
-    t, m = s["step_time"], s["memory"]
+    wall, cpu, m = s["step_time"], s.get("cpu_time") or {}, s["memory"]
     segments = "; ".join(f"{v['start_mb']:.0f} -> {v['end_mb']:.0f}" for v in m["segments"].values())
     whole = "" if m["whole_run_growth"] is None else f"; {100 * m['whole_run_growth']:+.2f} %"
     jump = s["restart_energy_jump_ev_per_atom"]
-    return (f"| {engine} | {s['steps_done']} | {_f(t['median_ms'])} | {_pct(t['last_over_first'])} | "
-            f"{_pct(t['slope_per_1e5_steps'])} | {_pct(m['largest_segment_growth'])}{whole} | "
-            f"{segments} | {_f(1e3 * s['drift_ev_per_atom_ps'] if s['drift_ev_per_atom_ps'] is not None else None)} | "
-            f"{'-' if jump is None else f'{jump:.2g}'} | {run['events'][0]['what'] if run['events'] else '-'} |")
+    drift = s["drift_ev_per_atom_ps"]
+    cells = [
+        engine, str(s["steps_done"]), _f(cpu.get("median_ms")), _pct(cpu.get("last_over_first")),
+        _pct(cpu.get("slope_per_1e5_steps")), _f(wall["median_ms"]),
+        _pct(wall["last_over_first"]), f"{_pct(m['largest_segment_growth'])}{whole}", segments,
+        _f(None if drift is None else 1e3 * drift), "-" if jump is None else f"{jump:.2g}",
+        run["events"][0]["what"] if run["events"] else "-",
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _f(value) -> str:
@@ -171,8 +186,11 @@ def plot(record: dict, path: pathlib.Path):
         if run.get("status") != "ok":
             continue
         blocks = [b for b in run["blocks"] if not b["restart"]]
-        axes[0].plot([b["step"] for b in blocks], [b["ms_per_step"] for b in blocks], ".-",
-                     label=engine)
+        cpu = [b for b in blocks if b.get("cpu_ms_per_step") is not None]
+        line = axes[0].plot([b["step"] for b in cpu], [b["cpu_ms_per_step"] for b in cpu], ".-",
+                            label=f"{engine}: CPU time")[0]
+        axes[0].plot([b["step"] for b in blocks], [b["ms_per_step"] for b in blocks], ":",
+                     color=line.get_color(), alpha=0.6, label=f"{engine}: wall clock")
         records = run["records"]
         line = axes[1].plot([r["step"] for r in records], [r["rss_mb"] for r in records], ".-",
                             label=f"{engine} (process with the model)")[0]
@@ -186,6 +204,7 @@ def plot(record: dict, path: pathlib.Path):
             for axis in axes:
                 axis.axvline(event["step"], color="grey", lw=0.8, ls=":")
     axes[0].set_ylabel("ms per step")
+    axes[0].set_ylim(bottom=0)
     axes[1].set_ylabel("resident memory (MiB)")
     axes[2].set_ylabel("E_total - E_0 (meV/atom)")
     axes[2].set_xlabel("MD step (dotted: restart / client replaced)")

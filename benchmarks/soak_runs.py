@@ -4,7 +4,8 @@ i-PI with our client killed and started again midway.
 Both follow the engine's own output while it runs: at every record (every
 ``every`` steps) they note the wall-clock time, the resident memory (VmRSS)
 of the processes that hold the model and the total energy. A record is
-``{'step', 'time_ps', 'wall_s', 'etotal_ev', 'rss_mb', 'segment', ...}``;
+``{'step', 'time_ps', 'wall_s', 'cpu_s', 'etotal_ev', 'rss_mb', 'segment', ...}``
+(``cpu_s``: CPU seconds the model's process used so far);
 ``segment`` counts restarts (0 before, 1 after).
 
 - LAMMPS: one ``lmp`` process runs half the steps, ``write_restart``,
@@ -63,6 +64,21 @@ def rss_mb(pid: int) -> Optional[float]:
     except OSError:
         pass
     return None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> Optional[float]:
+    """CPU seconds (user + system, all threads) that ``pid`` used so far: a
+    shared machine slows the wall clock of a step, not the work it takes."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _settings_words(spec: SoakSpec, style: str) -> List[str]:
@@ -144,7 +160,8 @@ def run_lammps(spec: SoakSpec, workdir: pathlib.Path, on_record: Optional[Callab
             done = process.poll() is not None
             text = log.read_text(errors="replace") if log.exists() else ""
             for record in parse_thermo(text)[len(records):]:
-                record.update(wall_s=time.monotonic() - start, rss_mb=rss_mb(process.pid))
+                record.update(wall_s=time.monotonic() - start, rss_mb=rss_mb(process.pid),
+                              cpu_s=cpu_s(process.pid))
                 records.append(record)
                 if on_record:
                     on_record("lammps", record)
@@ -283,7 +300,8 @@ def run_ipi(spec: SoakSpec, workdir: pathlib.Path, on_record: Optional[Callable]
             done = run.server.poll() is not None
             for record in parse_properties(workdir / "sim.out")[len(records):]:
                 record.update(wall_s=time.monotonic() - start, rss_mb=rss_mb(run.client.pid),
-                              server_rss_mb=rss_mb(run.server.pid), segment=run.clients - 1)
+                              cpu_s=cpu_s(run.client.pid), server_rss_mb=rss_mb(run.server.pid),
+                              server_cpu_s=cpu_s(run.server.pid), segment=run.clients - 1)
                 records.append(record)
                 if on_record:
                     on_record("ipi", record)

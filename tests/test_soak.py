@@ -2,7 +2,8 @@
 the shipped MACE (turbo, 108 atoms) through LAMMPS, restarted midway, and i-PI,
 whose client is stopped and replaced midway; the same checks as the long run
 (benchmarks/results/soak): flat memory, energy conserved across the restart,
-every record present. Step time is recorded, not judged: unit tests time nothing.
+every record present. Step time (wall clock and CPU time) is recorded, not judged:
+unit tests time nothing.
 """
 
 import json
@@ -43,6 +44,8 @@ def test_every_record_and_flat_memory(soak, engine):
     assert summary["memory_flat"] is True
     assert abs(summary["drift_ev_per_atom_ps"]) < DRIFT_LIMIT
     assert all(b["ms_per_step"] > 0 for b in run["blocks"])
+    # the model's process did the work: its CPU time per step is seen in every block
+    assert all(b["cpu_ms_per_step"] > 0 for b in run["blocks"] if not b["restart"])
 
 
 def test_lammps_restart_loads_the_model_again_and_continues(soak):
