@@ -3,7 +3,11 @@
  */
 #include "mlipdrive_system.h"
 
+#include <malloc.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <limits>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -56,6 +60,17 @@ static constexpr int64_t PREFETCH = 16;
 /// settled/dropped margin, as a fraction of the largest cutoff: wider means more
 /// near pairs to test per step, narrower means more frequent sorts
 static constexpr double MARGIN = 0.05;
+
+bool keep_large_allocations() {
+    // glibc's own variable, if set, is the user's choice (and the way back:
+    // MALLOC_MMAP_THRESHOLD_=131072 is glibc's default)
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr) {
+        return false;
+    }
+    static const bool kept = mallopt(M_MMAP_THRESHOLD, std::numeric_limits<int>::max()) == 1 &&
+                             mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1;
+    return kept;
+}
 
 SystemAdaptor::SystemAdaptor(
     LAMMPS* lmp,

@@ -596,12 +596,17 @@ void PairMlipdrive::init_style() {
         lmp, s.requests, s.periodic, s.model.device, s.model.dtype
     );
     s.last_neighbor_calls = -1;
+    const bool heap_kept = mlipdrive::keep_large_allocations();
     if (comm->me == 0) {
         utils::logmesg(lmp, "mlipdrive: {} layout ({}), {} MPI rank(s)\n",
                        s.periodic ? "periodic" : "ghosts",
                        s.periodic ? "local atoms + cell, ghosts folded onto their owners"
                                   : "local + ghost atoms within the interaction range + skin, no periodicity",
                        comm->nprocs);
+        utils::logmesg(lmp, "mlipdrive: freed memory {} in the heap between steps{}\n",
+                       heap_kept ? "stays" : "does not stay",
+                       heap_kept ? " (faster above ~1e5 atoms, higher peak RSS; MALLOC_MMAP_THRESHOLD_ overrides)"
+                                 : " (MALLOC_MMAP_THRESHOLD_ is set)");
     }
 }
 
