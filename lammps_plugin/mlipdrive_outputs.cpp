@@ -1,7 +1,8 @@
 /* mlipdrive: pair_style mlipdrive for LAMMPS, as a plugin.
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
- * The C++ mirror of driver/mlipdrive/outputs.py; see mlipdrive_outputs.h.
+ * driver/mlipdrive/outputs.py's choose_outputs() in C++, with its tables
+ * (output_names, variant_setting) generated from it; see mlipdrive_outputs.h.
  */
 #include "mlipdrive_outputs.h"
 
@@ -19,42 +20,18 @@ namespace {
 using Outputs = c10::Dict<std::string, metatomic_torch::ModelOutput>;
 using Variant = std::optional<std::string>;
 
-/// mlipdrive.outputs.OUTPUT_NAMES: metatomic's current name, then older ones
-std::vector<std::string> output_names(const std::string& output) {
-    if (output == "non_conservative_forces") {
-        return {"non_conservative_force", "non_conservative_forces"};
-    }
-    return {output};
-}
-
-/// (variant, the setting that chose it) of each output, as requested_variants()
+/// (variant, the setting that chose it) of an output, as requested_variants()
 struct Requested {
     Variant variant;
     std::string setting;
 };
 
-Variant variant_of(const std::string& text) {
+Requested requested(const InferenceSettings& s, const std::string& output) {
+    const auto [text, setting] = variant_setting(s, output);
     if (text.empty() || text == "off") {
-        return std::nullopt;
+        return {std::nullopt, setting};
     }
-    return text;
-}
-
-Requested requested_energy(const InferenceSettings& s) {
-    if (!s.variant_energy.empty()) {
-        return {variant_of(s.variant_energy), "variant/energy"};
-    }
-    if (!s.variant.empty()) {
-        return {variant_of(s.variant), "variant"};
-    }
-    return {std::nullopt, ""};
-}
-
-Requested requested(const InferenceSettings& s, const std::string& output, const std::string& own) {
-    if (own.empty()) {
-        return requested_energy(s);
-    }
-    return {variant_of(own), "variant/" + output};
+    return {text, setting};
 }
 
 std::string key_of(const Outputs& outputs, const std::string& output, const Variant& variant) {
@@ -136,13 +113,13 @@ OutputChoice choose_outputs(const metatomic_torch::ModelCapabilities& capabiliti
                             const InferenceSettings& s, const std::string& model) {
     const auto outputs = capabilities->outputs();
     OutputChoice choice;
-    choice.energy = pick(outputs, "energy", requested_energy(s), model);
+    choice.energy = pick(outputs, "energy", requested(s, "energy"), model);
     if (choice.energy.empty()) {
         throw std::runtime_error(no_energy_message(model, key_list(outputs)));
     }
     if (s.uncertainty_threshold > 0) {
         choice.uncertainty = pick(outputs, "energy_uncertainty",
-                                  requested(s, "energy_uncertainty", s.variant_energy_uncertainty), model);
+                                  requested(s, "energy_uncertainty"), model);
         if (!choice.uncertainty.empty() && outputs.at(choice.uncertainty)->sample_kind() != "atom") {
             choice.notes.push_back(uncertainty_not_per_atom_message(choice.uncertainty));
             choice.uncertainty.clear();
@@ -151,14 +128,14 @@ OutputChoice choose_outputs(const metatomic_torch::ModelCapabilities& capabiliti
     if (s.non_conservative) {
         choice.non_conservative_forces = pick(
             outputs, "non_conservative_forces",
-            requested(s, "non_conservative_forces", s.variant_non_conservative_forces), model);
+            requested(s, "non_conservative_forces"), model);
         if (choice.non_conservative_forces.empty() ||
             outputs.at(choice.non_conservative_forces)->sample_kind() != "atom") {
             throw std::runtime_error(no_non_conservative_forces_message(model, key_list(outputs)));
         }
         choice.non_conservative_stress = pick(
             outputs, "non_conservative_stress",
-            requested(s, "non_conservative_stress", s.variant_non_conservative_stress), model);
+            requested(s, "non_conservative_stress"), model);
         if (choice.non_conservative_stress.empty()) {
             choice.notes.push_back(no_non_conservative_stress_message(model));
         }

@@ -1,9 +1,10 @@
 /* mlipdrive: pair_style mlipdrive for LAMMPS, as a plugin.
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
- * Which of a model's outputs a step uses and how they are read: the C++ mirror of
- * driver/mlipdrive/outputs.py (variants, energy uncertainty, non-conservative
- * heads), with its messages generated from mlipdrive.messages.OUTPUT_MESSAGES.
+ * Which of a model's outputs a step uses and how they are read:
+ * driver/mlipdrive/outputs.py's choose_outputs() (variants, energy uncertainty,
+ * non-conservative heads) step by step, with its tables (output names, variant
+ * fall-backs) and messages generated from mlipdrive.outputs and mlipdrive.messages.
  * Nothing here knows LAMMPS; errors are std::runtime_error.
  */
 #pragma once

@@ -5,15 +5,17 @@ metatomic names the variants of an output ``NAME/VARIANT`` (``energy/pbe``); the
 settings ``variant`` and ``variant/<output>`` choose them as metatomic's
 ``pair_style metatomic`` does: ``variant/energy`` falls back on ``variant``, the
 other outputs fall back on the energy's choice, and ``off`` asks for the default
-output (no variant). The LAMMPS plugin mirrors :func:`choose_outputs`
-(``mlipdrive_outputs.cpp``) with the messages of :data:`OUTPUT_MESSAGES`.
+output (no variant). The two tables, :data:`OUTPUT_NAMES` and
+:data:`VARIANT_CHAINS`, and the messages of :data:`OUTPUT_MESSAGES` are generated
+into the LAMMPS plugin (``generate_python_rules.py``), whose
+``mlipdrive_outputs.cpp`` follows :func:`choose_outputs` step by step.
 """
 
 import dataclasses
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .messages import output_message
-from .settings import VARIANT_OUTPUTS
+from .settings import VARIANT_OUTPUTS, field_name
 
 #: metatomic's current name of each output, then the older names it still knows
 OUTPUT_NAMES = {
@@ -42,23 +44,28 @@ class OutputChoice:
     notes: Tuple[str, ...] = ()
 
 
+def _variant_chain(output: str) -> Tuple[str, ...]:
+    own = "variant/" + output
+    return (own, "variant") if output == "energy" else (own, *_variant_chain("energy"))
+
+
+#: metatomic's fall-back rule: the settings that choose each output's variant, in
+#: order; the first one set ('' is unset) decides ('variant/energy', then
+#: 'variant'; any other output: its own, then the energy's chain)
+VARIANT_CHAINS = {output: _variant_chain(output) for output in VARIANT_OUTPUTS}
+
+
 def requested_variants(settings) -> Dict[str, Tuple[Optional[str], Optional[str]]]:
     """output -> (variant or None for the default output, the setting that chose it
-    or None when nothing was asked), by metatomic's fall-back rules."""
-
-    def variant_of(text: str) -> Optional[str]:
-        return None if text in ("", "off") else text
-
-    if settings.variant_energy != "":
-        energy = (variant_of(settings.variant_energy), "variant/energy")
-    elif settings.variant != "":
-        energy = (variant_of(settings.variant), "variant")
-    else:
-        energy = (None, None)
-    chosen = {"energy": energy}
-    for output in VARIANT_OUTPUTS[1:]:
-        own = getattr(settings, "variant_" + output)
-        chosen[output] = (variant_of(own), "variant/" + output) if own != "" else energy
+    or None when nothing was asked), by :data:`VARIANT_CHAINS`."""
+    chosen = {}
+    for output, chain in VARIANT_CHAINS.items():
+        chosen[output] = (None, None)
+        for spelling in chain:
+            text = getattr(settings, field_name(spelling))
+            if text != "":
+                chosen[output] = (None if text == "off" else text, spelling)
+                break
     return chosen
 
 
