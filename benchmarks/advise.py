@@ -203,14 +203,14 @@ def threads_seen(watch, workdir: pathlib.Path, index: int, engine: str) -> List[
 
 def ghosts_per_rank(row: dict, folder: pathlib.Path, structure: pathlib.Path,
                     model: dict) -> Optional[float]:
-    """Ghost atoms per rank at the start of the row: LAMMPS's own count (the
-    'Nghost: N ave' line of its log), or the domains of our i-PI client
-    (:mod:`mlipdrive.halo` on the same structure)."""
+    """Ghost atoms per rank that the model sees: the plugin's count on rank 0
+    (its 'System on rank 0: L local + G ghost atom(s)' line), or the domains of
+    our i-PI client (:mod:`mlipdrive.halo` on the same structure)."""
     if row["engine"] == "lammps":
         log = folder / "log.lammps"
         if not log.exists():
             return None
-        found = re.findall(r"^Nghost:\s+(\S+) ave", log.read_text(), flags=re.M)
+        found = re.findall(r"System on rank 0: \d+ local \+ (\d+) ghost", log.read_text())
         return float(found[0]) if found else None
     if row["engine"] == "ipi":
         from mlipdrive._structure import read_structure

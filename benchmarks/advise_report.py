@@ -168,7 +168,7 @@ def _verdict(ranks: int, atoms: int, found: dict) -> str:
 
 
 def _counted(engine: str) -> str:
-    return "LAMMPS's Nghost" if engine == "lammps" else "mlipdrive.halo's domains"
+    return "the plugin's ghosts on rank 0" if engine == "lammps" else "mlipdrive.halo's domains"
 
 
 def _atoms(value: float) -> str:

@@ -8,10 +8,10 @@ domain. How many, is geometry (a box of edge lengths ``lengths`` holding
 ``atoms`` atoms at uniform density):
 
 - LAMMPS (:func:`lammps_ghosts`): the processor grid that minimises the
-  domains' surface, ghosts within ``shell`` of the domain along every axis
-  (periodic images included, box corners included) -- ``pair_style mlipdrive``
-  hands every one of them to the model; one rank runs the periodic layout,
-  without ghosts.
+  domains' surface, ghosts within ``shell`` of the domain along the axes it cuts
+  (box corners included): ``pair_style mlipdrive`` folds the images along the
+  periodic axes the grid does not cut onto their atoms (its mixed layout; one
+  rank: the periodic layout, without ghosts).
 - our i-PI client under MPI (:func:`halo_ghosts`, :mod:`mlipdrive.halo`):
   :func:`mlipdrive.halo.choose_grid`'s grid, ghosts only along cut axes and
   only within ``shell`` of the domain (Steiner's formula for a box). The halo
@@ -19,8 +19,8 @@ domain. How many, is geometry (a box of edge lengths ``lengths`` holding
   bound: near the shell's outer edge some places have no local atom in reach.
 
 Crystals fill a shell by lattice planes, not by volume: ``advise`` scales the
-geometric count by the ghosts counted at the measured size (LAMMPS's own
-``Nghost``, the halo's domains), :attr:`RankCosts.ghost_scale`.
+geometric count by the ghosts counted at the measured size (the plugin's
+count on rank 0, the halo's domains), :attr:`RankCosts.ghost_scale`.
 
 :func:`crossover` combines these counts with costs measured at one size into
 the size at which R ranks beat the best one-rank layout, assuming that every
@@ -58,14 +58,17 @@ def _factorisations(n: int):
 
 
 def lammps_ghosts(atoms: float, lengths: Sequence[float], ranks: int, shell: float) -> float:
-    """Ghost atoms per rank that ``pair_style mlipdrive`` evaluates (0 on one
-    rank: the periodic layout folds ghosts onto their owners)."""
+    """Ghost atoms per rank that ``pair_style mlipdrive`` evaluates in a
+    periodic box: those across the axes the processor grid cuts (0 on one rank:
+    the periodic layout folds every ghost onto its owner)."""
     if ranks <= 1:
         return 0.0
     lengths = np.asarray(lengths, dtype=float)
-    sub = lengths / np.array(lammps_grid(ranks, lengths))
+    grid = np.array(lammps_grid(ranks, lengths))
+    sub = lengths / grid
     density = atoms / float(np.prod(lengths))
-    return density * float(np.prod(sub + 2.0 * shell) - np.prod(sub))
+    grown = sub + np.where(grid > 1, 2.0 * shell, 0.0)
+    return density * float(np.prod(grown) - np.prod(sub))
 
 
 def halo_ghosts(atoms: float, lengths: Sequence[float], ranks: int, shell: float) -> float:

@@ -72,16 +72,40 @@ bool keep_large_allocations() {
     return kept;
 }
 
+static const char* const AXES[3] = {"x", "y", "z"};
+
+std::string Layout::name() const {
+    if (!keeps_ghosts) {
+        return "periodic";
+    }
+    return any_folded() ? "mixed" : "ghosts";
+}
+
+std::string Layout::description() const {
+    if (!keeps_ghosts) {
+        return "local atoms + cell, ghosts folded onto their owners";
+    }
+    if (!any_folded()) {
+        return "local + ghost atoms within the interaction range + skin, no periodicity";
+    }
+    std::string axes;
+    for (int axis = 0; axis < 3; axis++) {
+        axes += folded[axis] ? std::string(axes.empty() ? "" : " ") + AXES[axis] : "";
+    }
+    return "local + ghost atoms across the axes the processor grid cuts; periodic along " + axes +
+           " (not cut), where ghosts fold onto their atoms";
+}
+
 SystemAdaptor::SystemAdaptor(
     LAMMPS* lmp,
     std::vector<PairRequest> requests,
-    bool periodic,
+    Layout layout,
     torch::Device device,
     torch::ScalarType dtype
 ):
     lmp_(lmp),
     requests_(std::move(requests)),
-    periodic_(periodic),
+    layout_(layout),
     device_(device),
     dtype_(dtype),
     positions_buffer_(3, dtype) {
@@ -101,19 +125,137 @@ SystemAdaptor::SystemAdaptor(
     margin_ = MARGIN * max_cutoff;
 }
 
+/// fractional components of a vector d through the inverse of LAMMPS's shape
+/// matrix h = (xprd, yprd, zprd, yz, xz, xy): cell rows a = (xprd, 0, 0),
+/// b = (xy, yprd, 0), c = (xz, yz, zprd)
+static void fractional(const double* h_inv, const double* d, double* s) {
+    s[0] = h_inv[0] * d[0] + h_inv[5] * d[1] + h_inv[4] * d[2];
+    s[1] = h_inv[1] * d[1] + h_inv[3] * d[2];
+    s[2] = h_inv[2] * d[2];
+}
+
+void SystemAdaptor::find_representatives() {
+    const int nlocal = lmp_->atom->nlocal;
+    const int nall = nlocal + lmp_->atom->nghost;
+    const tagint* tag = lmp_->atom->tag;
+    double** x = lmp_->atom->x;
+    const double* h_inv = lmp_->domain->h_inv;
+    const double* lo = lmp_->domain->boxlo;
+    // the copies of each atom ID, chained in LAMMPS order (local atoms first)
+    tagint max_tag = 0;
+    for (int i = 0; i < nall; i++) {
+        max_tag = std::max(max_tag, tag[i]);
+    }
+    std::vector<int> head(static_cast<size_t>(max_tag) + 1, -1);
+    std::vector<int> next(nall, -1);
+    for (int i = nall - 1; i >= 0; i--) {
+        next[i] = head[tag[i]];
+        head[tag[i]] = i;
+    }
+    // distance from the middle of the box along the folded axes (local: -1)
+    auto centring = [&](int i) {
+        if (i < nlocal) {
+            return -1.0;
+        }
+        const double d[3] = {x[i][0] - lo[0], x[i][1] - lo[1], x[i][2] - lo[2]};
+        double s[3];
+        fractional(h_inv, d, s);
+        double sum = 0.0;
+        for (int axis = 0; axis < 3; axis++) {
+            sum += layout_.folded[axis] ? std::fabs(s[axis] - 0.5) : 0.0;
+        }
+        return sum;
+    };
+    // same atom up to folded-axis images: within half a cell along the others
+    auto same_copy = [&](int i, int j) {
+        const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
+        double s[3];
+        fractional(h_inv, d, s);
+        for (int axis = 0; axis < 3; axis++) {
+            if (!layout_.folded[axis] && std::fabs(s[axis]) >= 0.5) {
+                return false;
+            }
+        }
+        return true;
+    };
+    representative_.assign(nall, -1);
+    image_shift_.assign(3 * static_cast<size_t>(nall), 0);
+    for (int first = 0; first < nall; first++) {
+        if (representative_[first] >= 0) {
+            continue;
+        }
+        int best = first;
+        double best_centring = centring(first);
+        representative_[first] = first;
+        for (int j = next[first]; j >= 0; j = next[j]) {
+            if (representative_[j] < 0 && same_copy(first, j)) {
+                representative_[j] = first;
+                const double c = centring(j);
+                if (c < best_centring) {
+                    best = j;
+                    best_centring = c;
+                }
+            }
+        }
+        for (int j = first; j >= 0; j = next[j]) {
+            if (representative_[j] == first) {
+                set_image_shift(j, best);
+            }
+        }
+        // `first` last: the loop above recognises the group by it
+        for (int j = next[first]; j >= 0; j = next[j]) {
+            representative_[j] = representative_[j] == first ? best : representative_[j];
+        }
+        representative_[first] = best;
+    }
+}
+
+void SystemAdaptor::set_image_shift(int b, int r) {
+    if (b == r) {
+        return;
+    }
+    if (!layout_.keeps_ghosts && r >= lmp_->atom->nlocal) {
+        throw std::runtime_error(
+            "ghost atom with ID " + std::to_string(lmp_->atom->tag[b]) + " has no local owner; "
+            "the periodic layout needs every atom on one MPI rank (use 'mode ghosts')"
+        );
+    }
+    double** x = lmp_->atom->x;
+    const double* h = lmp_->domain->h;
+    const double delta[3] = {x[b][0] - x[r][0], x[b][1] - x[r][1], x[b][2] - x[r][2]};
+    double s[3];
+    fractional(lmp_->domain->h_inv, delta, s);
+    int32_t* shift = &image_shift_[3 * static_cast<size_t>(b)];
+    for (int axis = 0; axis < 3; axis++) {
+        shift[axis] = layout_.folded[axis] ? static_cast<int32_t>(std::lround(s[axis])) : 0;
+    }
+    const double image[3] = {
+        shift[0] * h[0] + shift[1] * h[5] + shift[2] * h[4],
+        shift[1] * h[1] + shift[2] * h[3],
+        shift[2] * h[2],
+    };
+    const double mismatch = std::fabs(image[0] - delta[0]) + std::fabs(image[1] - delta[1]) +
+                            std::fabs(image[2] - delta[2]);
+    if (mismatch > 1e-6 * (h[0] + h[1] + h[2])) {
+        throw std::runtime_error(
+            "ghost atom " + std::to_string(lmp_->atom->tag[b]) + " is not a periodic image "
+            "of its atom; use 'mode ghosts' in pair_style mlipdrive"
+        );
+    }
+}
+
 void SystemAdaptor::select_atoms(const std::vector<int32_t>& atomic_numbers) {
     const int nlocal = lmp_->atom->nlocal;
     const int nall = nlocal + lmp_->atom->nghost;
     const int* type = lmp_->atom->type;
-    // pair_coeff NULL leaves types to other styles under hybrid
-    const int n_considered = periodic_ ? nlocal : nall;
     system_index_.assign(nall, -1);
     lammps_index.clear();
     species_.clear();
     n_local = 0;
-    for (int i = 0; i < n_considered; i++) {
+    for (int i = 0; i < nall; i++) {
+        // pair_coeff NULL leaves types to other styles under hybrid
         const int32_t z = atomic_numbers[type[i]];
-        if (z >= 0) {
+        if (representative_[i] == i && z >= 0) {
             system_index_[i] = static_cast<int>(lammps_index.size());
             lammps_index.push_back(i);
             species_.push_back(z);
@@ -124,14 +266,16 @@ void SystemAdaptor::select_atoms(const std::vector<int32_t>& atomic_numbers) {
 }
 
 bool SystemAdaptor::refresh_species(const std::vector<int32_t>& atomic_numbers) {
-    const int nlocal = lmp_->atom->nlocal;
-    const int n_considered = periodic_ ? nlocal : nlocal + lmp_->atom->nghost;
-    if (static_cast<int>(system_index_.size()) < n_considered) {
+    const int nall = lmp_->atom->nlocal + lmp_->atom->nghost;
+    if (static_cast<int>(system_index_.size()) != nall) {
         return false;
     }
     const int* type = lmp_->atom->type;
     bool changed = false;
-    for (int i = 0; i < n_considered; i++) {
+    for (int i = 0; i < nall; i++) {
+        if (representative_[i] != i) {
+            continue;
+        }
         const int32_t z = atomic_numbers[type[i]];
         const int s = system_index_[i];
         if ((z >= 0) != (s >= 0)) {
@@ -148,81 +292,26 @@ bool SystemAdaptor::refresh_species(const std::vector<int32_t>& atomic_numbers) 
     return true;
 }
 
-std::vector<int> SystemAdaptor::local_owners() const {
-    const int nlocal = lmp_->atom->nlocal;
-    const tagint* tag = lmp_->atom->tag;
-    tagint max_tag = 0;
-    for (int i = 0; i < nlocal; i++) {
-        max_tag = std::max(max_tag, tag[i]);
-    }
-    std::vector<int> owner_of_tag(static_cast<size_t>(max_tag) + 1, -1);
-    for (int i = 0; i < nlocal; i++) {
-        owner_of_tag[tag[i]] = i;
-    }
-    return owner_of_tag;
-}
-
 void SystemAdaptor::index_pair_atoms() {
-    const int nlocal = lmp_->atom->nlocal;
-    const int nall = nlocal + lmp_->atom->nghost;
-    pair_index_.assign(system_index_.begin(), system_index_.end());
-    image_shift_.assign(3 * static_cast<size_t>(nall), 0);
-    if (!periodic_) {
-        return;
+    const int nall = lmp_->atom->nlocal + lmp_->atom->nghost;
+    pair_index_.assign(nall, -1);
+    for (int i = 0; i < nall; i++) {
+        pair_index_[i] = system_index_[representative_[i]];
     }
-    const std::vector<int> owner_of_tag = local_owners();
-    for (int b = nlocal; b < nall; b++) {
-        fold_ghost(b, owner_of_tag);
-    }
-}
-
-void SystemAdaptor::fold_ghost(int b, const std::vector<int>& owner_of_tag) {
-    double** x = lmp_->atom->x;
-    const tagint tag_b = lmp_->atom->tag[b];
-    const int owner = tag_b < static_cast<tagint>(owner_of_tag.size()) ? owner_of_tag[tag_b] : -1;
-    if (owner < 0) {
-        throw std::runtime_error(
-            "ghost atom with ID " + std::to_string(tag_b) + " has no local owner; "
-            "the periodic layout needs every atom on one MPI rank (use 'mode ghosts')"
-        );
-    }
-    // fractional shift through the inverse of LAMMPS's shape matrix
-    // h = (xprd, yprd, zprd, yz, xz, xy): cell rows a=(xprd,0,0),
-    // b=(xy,yprd,0), c=(xz,yz,zprd); non-periodic axes have no images
-    const double* h = lmp_->domain->h;
-    const double* h_inv = lmp_->domain->h_inv;
-    const double delta[3] = {x[b][0] - x[owner][0], x[b][1] - x[owner][1], x[b][2] - x[owner][2]};
-    int32_t* shift = &image_shift_[3 * static_cast<size_t>(b)];
-    shift[0] = static_cast<int32_t>(std::lround(h_inv[0] * delta[0] + h_inv[5] * delta[1] + h_inv[4] * delta[2]));
-    shift[1] = static_cast<int32_t>(std::lround(h_inv[1] * delta[1] + h_inv[3] * delta[2]));
-    shift[2] = static_cast<int32_t>(std::lround(h_inv[2] * delta[2]));
-    const double image[3] = {
-        shift[0] * h[0] + shift[1] * h[5] + shift[2] * h[4],
-        shift[1] * h[1] + shift[2] * h[3],
-        shift[2] * h[2],
-    };
-    const double mismatch = std::fabs(image[0] - delta[0]) + std::fabs(image[1] - delta[1]) +
-                            std::fabs(image[2] - delta[2]);
-    if (mismatch > 1e-6 * (h[0] + h[1] + h[2])) {
-        throw std::runtime_error(
-            "ghost atom " + std::to_string(tag_b) + " is not a periodic image "
-            "of its owner; use 'mode ghosts' in pair_style mlipdrive"
-        );
-    }
-    pair_index_[b] = system_index_[owner];
 }
 
 void SystemAdaptor::collect_candidates(NeighList* list) {
     candidate_first_.clear();
     candidate_start_.assign(1, 0);
-    // ghosts layout: the list also has the ghosts' own pairs (REQ_GHOST); each
-    // unordered pair is in the list of at least one of its atoms, and the
-    // half-list rule keeps one orientation (in the ghosts layout: a < b)
-    const int n_listed = list->inum + (periodic_ ? 0 : list->gnum);
+    // kept ghosts: the list also has the ghosts' own pairs (REQ_GHOST). Pairs
+    // are read from the representatives' lists: each unordered pair is in the
+    // list of both its atoms' representatives, and the half-list rule keeps one
+    // orientation (without shifts: a < b)
+    const int n_listed = list->inum + (layout_.keeps_ghosts ? list->gnum : 0);
     int64_t n = 0;
     for (int ii = 0; ii < n_listed; ii++) {
         const int a = list->ilist[ii];
-        const int32_t first = pair_index_[a];
+        const int32_t first = system_index_[a];
         if (first < 0) {
             continue;
         }
@@ -257,6 +346,7 @@ void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector
         block = PairBlock();
     }
     if (list_rebuilt || !refresh_species(atomic_numbers)) {
+        find_representatives();
         select_atoms(atomic_numbers);
         index_pair_atoms();
         collect_candidates(list);
@@ -398,22 +488,18 @@ void SystemAdaptor::build_positions_and_cell(bool need_cell_gradient) {
     }
     positions = leaf_on(positions_buffer_.rows(), device_);
 
-    // ghosts layout: no periodicity at all. Periodic layout: the box, with a zero
-    // cell vector along each non-periodic axis (metatomic requires it)
+    // the box's vectors along the folded axes; a zero cell vector along each
+    // other axis (metatomic requires it), not periodic
     auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
     auto cell_cpu = torch::zeros({3, 3}, f64);
     auto pbc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool));
-    if (periodic_) {
-        const auto* domain = lmp_->domain;
-        const double* h = domain->h;
-        const bool periodic_axis[3] = {domain->xperiodic != 0, domain->yperiodic != 0, domain->zperiodic != 0};
-        const double rows[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
-        auto cell_data = cell_cpu.accessor<double, 2>();
-        for (int axis = 0; axis < 3; axis++) {
-            pbc[axis] = periodic_axis[axis];
-            for (int k = 0; k < 3 && periodic_axis[axis]; k++) {
-                cell_data[axis][k] = rows[axis][k];
-            }
+    const double* h = lmp_->domain->h;
+    const double rows[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
+    auto cell_data = cell_cpu.accessor<double, 2>();
+    for (int axis = 0; axis < 3; axis++) {
+        pbc[axis] = layout_.folded[axis];
+        for (int k = 0; k < 3 && layout_.folded[axis]; k++) {
+            cell_data[axis][k] = rows[axis][k];
         }
     }
     cell = cell_cpu.to(device_);
@@ -492,7 +578,7 @@ void SystemAdaptor::build_block(size_t request_index) {
     const bool f32 = dtype_ == torch::kFloat32;
     // the model's dtype, the layout and the list kind are fixed for the run:
     // one loop each, without a test per pair
-    if (periodic_) {
+    if (layout_.any_folded()) {
         if (full) {
             f32 ? fill_block<float, true, true>(request_index) : fill_block<double, true, true>(request_index);
         } else {
@@ -527,7 +613,7 @@ void SystemAdaptor::build_block(size_t request_index) {
 }
 
 void SystemAdaptor::build_selected_atoms() {
-    if (periodic_) {
+    if (!layout_.keeps_ghosts) {
         selected_atoms = torch::nullopt;
         return;
     }

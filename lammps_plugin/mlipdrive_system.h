@@ -2,23 +2,40 @@
  * Copyright (C) 2025 the mlipdrive developers. GPL-2.0-only; see LICENSE.
  *
  * How a LAMMPS frame becomes a metatomic System. LAMMPS's own neighbour list
- * gives the pairs (no second neighbour search), in one of two layouts:
+ * gives the pairs (no second neighbour search). Each periodic axis is either
+ * folded (cell vector + integer shifts) or not; each ghost atom is either
+ * folded onto the atom it is an image of along the folded axes, or kept as an
+ * atom of its own. Three layouts follow:
  *
- * - ghosts (any number of MPI ranks): the System holds the local atoms, then
+ * - periodic (one rank): every periodic axis folded, no ghost kept: the System
+ *   holds the local atoms and the cell, each ghost in a pair is replaced by its
+ *   owner and a cell shift. The cell vector of a non-periodic axis (boundary f,
+ *   s or m) is zero and not periodic, as metatomic requires. A message-passing
+ *   model then runs on N atoms instead of N + ghosts, on exactly the periodic
+ *   System it was trained on.
+ * - ghosts (`mode ghosts`, or several ranks with every periodic axis cut by the
+ *   processor grid): nothing folded: the System holds the local atoms, then
  *   every ghost atom LAMMPS has (the ghost shell is the model's interaction
  *   range + the neighbour skin), all as separate atoms with no periodicity, and
  *   every pair between them shorter than the cutoff (LAMMPS's full list with
- *   the ghosts' own pairs). Only local atoms count in the energy
- *   (selected_atoms); forces on ghosts go back to their owners through LAMMPS's
- *   reverse communication. Nothing is pruned: this is exact for any model whose
- *   energy per atom depends only on atoms within its declared range.
- * - periodic (one rank): the System holds the local atoms and the cell, each
- *   ghost in a pair is replaced by its owner and an integer cell shift. The cell
- *   vector of a non-periodic axis (boundary f, s or m) is zero and not periodic,
- *   as metatomic requires. A message-passing model then runs on N atoms instead
- *   of N + ghosts, on exactly the periodic System it was trained on.
+ *   the ghosts' own pairs).
+ * - mixed (several ranks, some periodic axis not cut by the processor grid,
+ *   which then spans the whole box on every rank): those axes folded as in the
+ *   periodic layout, the ghosts across the cut axes kept as in the ghosts
+ *   layout. A 2-rank slab decomposition of a periodic box hands the model its
+ *   half plus the two ghost slabs, not the ghost shell all around.
  *
- * Both layouts read the atoms' types and positions at every step (fix atom/swap,
+ * Folding: the copies of one atom ID that differ only along folded axes are one
+ * System atom, its representative the local copy, else the copy nearest the
+ * middle of the box along the folded axes (its neighbours within the list
+ * cutoff are all LAMMPS atoms: the ghost shell reaches that far around the
+ * box). Pairs are read from the representatives' lists only. Whenever ghosts
+ * are kept, only local atoms count in the energy (selected_atoms), forces on
+ * kept ghosts go back to their owners through LAMMPS's reverse communication,
+ * and nothing is pruned: this is exact for any model whose energy per atom
+ * depends only on atoms within its declared range.
+ *
+ * Every layout reads the atoms' types and positions at every step (fix atom/swap,
  * fix gcmc and friends change types without rebuilding the neighbour list) and
  * rebuild the pairs whenever LAMMPS rebuilds its list or the set of atoms that
  * the model handles changes. Each pair's distance vector is its own autograd
@@ -42,7 +59,9 @@
  */
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/script.h>
@@ -66,6 +85,21 @@ namespace mlipdrive {
 /// time). The peak RSS grows instead (there: +75 %). Process-wide, once; not
 /// done when MALLOC_MMAP_THRESHOLD_ is set. Returns whether it is in effect.
 bool keep_large_allocations();
+
+/// Which axes fold ghost images onto their atoms and whether other ghosts are
+/// System atoms (see the layouts above).
+struct Layout {
+    /// periodic axes whose images are folded (cell vector and shifts)
+    std::array<bool, 3> folded = {false, false, false};
+    /// ghosts that are no image along a folded axis are System atoms (several
+    /// ranks, or mode ghosts); else every ghost must fold onto a local atom
+    bool keeps_ghosts = true;
+    bool any_folded() const { return folded[0] || folded[1] || folded[2]; }
+    /// "periodic", "ghosts" or "mixed"
+    std::string name() const;
+    /// one line for the log: what the System holds
+    std::string description() const;
+};
 
 /// One neighbour list the model asks for, with its cutoff in LAMMPS units.
 struct PairRequest {
@@ -132,11 +166,10 @@ struct PairBlock {
 
 class SystemAdaptor {
 public:
-    /// `periodic`: periodic layout (one rank only), else ghosts layout.
     SystemAdaptor(
         LAMMPS_NS::LAMMPS* lmp,
         std::vector<PairRequest> requests,
-        bool periodic,
+        Layout layout,
         torch::Device device,
         torch::ScalarType dtype
     );
@@ -159,22 +192,24 @@ public:
     std::vector<int> lammps_index;
     /// number of System atoms that are local (they come first)
     int n_local = 0;
-    /// selected_atoms for the evaluation options: the local atoms (ghosts layout)
+    /// selected_atoms for the evaluation options: the local atoms (when ghosts are kept)
     torch::optional<metatensor_torch::Labels> selected_atoms;
 
 private:
-    /// the System's atoms: those whose type the model handles, local first
+    /// each LAMMPS atom's representative (itself, or the atom it images along
+    /// the folded axes) and its cell shift relative to it
+    void find_representatives();
+    /// shift of copy `b` relative to representative `r` (folded axes only);
+    /// throws if b is not such an image of r
+    void set_image_shift(int b, int r);
+    /// the System's atoms: the representatives whose type the model handles,
+    /// local first
     void select_atoms(const std::vector<int32_t>& atomic_numbers);
     /// atomic numbers of the System atoms, read again; false if an atom left
     /// or joined the set of atoms the model handles
     bool refresh_species(const std::vector<int32_t>& atomic_numbers);
-    /// each LAMMPS atom's System index in pairs (periodic layout: its owner's)
-    /// and, periodic layout, the cell shift of its image
+    /// each LAMMPS atom's System index in pairs: its representative's
     void index_pair_atoms();
-    /// periodic layout: owner (System index) and cell shift of ghost `b`
-    void fold_ghost(int b, const std::vector<int>& owner_of_tag);
-    /// owner (LAMMPS index) of each atom ID among the local atoms
-    std::vector<int> local_owners() const;
     /// candidate pairs from LAMMPS's list, within the largest cutoff + skin
     void collect_candidates(LAMMPS_NS::NeighList* list);
     /// settled, near or dropped: each request's candidates at the current positions
@@ -184,24 +219,26 @@ private:
     bool moved_too_far() const;
     void build_positions_and_cell(bool need_cell_gradient);
     /// this step's pairs of one request, into its buffers (T: the model's
-    /// dtype; SHIFTS: periodic layout; FULL: full list)
+    /// dtype; SHIFTS: some axis folded; FULL: full list)
     template <typename T, bool SHIFTS, bool FULL> void fill_block(size_t request_index);
     void build_block(size_t request_index);
     void build_selected_atoms();
 
     LAMMPS_NS::LAMMPS* lmp_;
     std::vector<PairRequest> requests_;
-    bool periodic_;
+    Layout layout_;
     torch::Device device_;
     torch::ScalarType dtype_;
 
     /// System index of each LAMMPS atom (-1: not in the System)
     std::vector<int> system_index_;
-    /// System index that a pair with this LAMMPS atom uses: its own, or in the
-    /// periodic layout its owner's (-1: not in the System)
+    /// LAMMPS index of each LAMMPS atom's representative (itself if it is one)
+    std::vector<int> representative_;
+    /// System index that a pair with this LAMMPS atom uses: its
+    /// representative's (-1: not in the System)
     std::vector<int32_t> pair_index_;
-    /// cell shift (3 per LAMMPS atom) of each atom's image relative to its
-    /// owner: zero for local atoms, and for every atom in the ghosts layout
+    /// cell shift (3 per LAMMPS atom) of each atom relative to its
+    /// representative: zero for representatives and along unfolded axes
     std::vector<int32_t> image_shift_;
     /// atomic number of each System atom
     std::vector<int32_t> species_;

@@ -122,8 +122,8 @@ struct PairState {
     std::vector<int32_t> atomic_numbers;
 
     // ---- from init_style
-    /// periodic layout (one rank) instead of ghosts
-    bool periodic = false;
+    /// which axes fold ghost images, whether other ghosts are System atoms
+    mlipdrive::Layout layout;
     std::unique_ptr<SystemAdaptor> adaptor;
 
     // ---- change detection between steps
@@ -199,8 +199,8 @@ PairMlipdrive::PairMlipdrive(LAMMPS* lmp): Pair(lmp), state(std::make_unique<Pai
     restartinfo = 1;
     one_coeff = 1;
     manybody_flag = 1;
-    // the virial is computed from the pair vectors' gradients (and the cell's in
-    // the periodic layout), not as sum(f . r): forces on ghost images alone miss
+    // the virial is computed from the pair vectors' gradients (and the cell's
+    // along folded axes), not as sum(f . r): forces on ghost images alone miss
     // the cell term of a periodic model
     no_virial_fdotr_compute = 1;
     // the per-atom virial splits each pair's term half and half (see
@@ -574,18 +574,18 @@ void PairMlipdrive::init_style() {
         error->all(FLERR, "pair_style mlipdrive needs 'pair_coeff * * ELEMENT...' before the run");
     }
     check_run_setup();
-    s.periodic = choose_layout();
+    choose_layout();
 
-    // LAMMPS's own full list; in the ghosts layout with the ghosts' own pairs
+    // LAMMPS's own full list; with the ghosts' own pairs when ghosts are kept
 #if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
     // older LAMMPS (29 Sep 2021 here) take the request as fields, not flags
     const int request = neighbor->request(this, instance_me);
     neighbor->requests[request]->half = 0;
     neighbor->requests[request]->full = 1;
-    neighbor->requests[request]->ghost = s.periodic ? 0 : 1;
+    neighbor->requests[request]->ghost = s.layout.keeps_ghosts ? 1 : 0;
 #else
     int flags = NeighConst::REQ_FULL;
-    if (!s.periodic) {
+    if (s.layout.keeps_ghosts) {
         flags |= NeighConst::REQ_GHOST;
     }
     neighbor->add_request(this, flags);
@@ -593,16 +593,13 @@ void PairMlipdrive::init_style() {
     check_comm_cutoff();
 
     s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(
-        lmp, s.requests, s.periodic, s.model.device, s.model.dtype
+        lmp, s.requests, s.layout, s.model.device, s.model.dtype
     );
     s.last_neighbor_calls = -1;
     const bool heap_kept = mlipdrive::keep_large_allocations();
     if (comm->me == 0) {
-        utils::logmesg(lmp, "mlipdrive: {} layout ({}), {} MPI rank(s)\n",
-                       s.periodic ? "periodic" : "ghosts",
-                       s.periodic ? "local atoms + cell, ghosts folded onto their owners"
-                                  : "local + ghost atoms within the interaction range + skin, no periodicity",
-                       comm->nprocs);
+        utils::logmesg(lmp, "mlipdrive: {} layout ({}), {} MPI rank(s)\n", s.layout.name(),
+                       s.layout.description(), comm->nprocs);
         utils::logmesg(lmp, "mlipdrive: freed memory {} in the heap between steps{}\n",
                        heap_kept ? "stays" : "does not stay",
                        heap_kept ? " (faster above ~1e5 atoms, higher peak RSS; MALLOC_MMAP_THRESHOLD_ overrides)"
@@ -639,11 +636,13 @@ void PairMlipdrive::check_run_setup() {
 }
 
 /* ----------------------------------------------------------------------
-   the layout of the System: periodic (local atoms + cell) on one rank, ghosts
-   otherwise (see mlipdrive_system.h)
+   the layout of the System (see mlipdrive_system.h): on one rank every
+   periodic axis folds (periodic); on several, the periodic axes the processor
+   grid does not cut fold and the other ghosts are kept (mixed, or ghosts when
+   none folds); 'mode ghosts' folds nothing
 ------------------------------------------------------------------------- */
 
-bool PairMlipdrive::choose_layout() {
+void PairMlipdrive::choose_layout() {
     auto& s = *state;
     const bool infinite = std::isinf(s.interaction_range);
     if (s.mode == "periodic" && comm->nprocs > 1) {
@@ -666,7 +665,15 @@ bool PairMlipdrive::choose_layout() {
         error->all(FLERR, "the model's neighbour-list cutoff is {}; LAMMPS needs a finite positive one",
                    s.max_cutoff);
     }
-    return s.mode == "periodic" || (s.mode == "auto" && comm->nprocs == 1);
+    const bool one_rank = comm->nprocs == 1;
+    // a brick decomposition: an axis with one processor spans the whole box on every rank
+    const bool brick = comm->style == 0 && comm->layout != Comm::LAYOUT_TILED;
+    const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
+    s.layout = mlipdrive::Layout();
+    s.layout.keeps_ghosts = !one_rank || s.mode == "ghosts";
+    for (int axis = 0; axis < 3 && s.mode != "ghosts"; axis++) {
+        s.layout.folded[axis] = periodic[axis] != 0 && (one_rank || (brick && comm->procgrid[axis] == 1));
+    }
 }
 
 /* ----------------------------------------------------------------------
@@ -676,7 +683,7 @@ bool PairMlipdrive::choose_layout() {
 
 void PairMlipdrive::check_comm_cutoff() {
     auto& s = *state;
-    if (s.periodic || !s.message_passing) {
+    if (!s.layout.keeps_ghosts || !s.message_passing) {
         // the periodic layout uses ghosts only as images in pairs; otherwise
         // LAMMPS's default ghost cutoff (largest cutoff + skin) is the range + skin
         return;
@@ -902,7 +909,7 @@ static void scatter_position_gradient(const SystemAdaptor& adaptor, const torch:
     }
 }
 
-/// Direct use of the cell (periodic layout): -cell^T dE/dcell. It belongs to no
+/// Direct use of the cell (folded axes): -cell^T dE/dcell. It belongs to no
 /// atom in particular; per-atom virials get an equal share, so that they still
 /// sum to the global virial.
 static void add_cell_virial(const SystemAdaptor& adaptor, const torch::Tensor& gradient, Tally& tally) {
@@ -1132,7 +1139,8 @@ void PairMlipdrive::compute(int eflag, int vflag) {
     try {
         auto start = std::chrono::steady_clock::now();
         // the cell gradient carries the virial of a periodic model's own use of the cell
-        adaptor.update(list, atoms_changed(), s.atomic_numbers, !direct && s.periodic && tally.need_virial());
+        adaptor.update(list, atoms_changed(), s.atomic_numbers,
+                       !direct && s.layout.any_folded() && tally.need_virial());
         s.time_system += mlipdrive::seconds_since(start);
         // an empty sub-domain (or only NULL types here) evaluates nothing, but
         // takes part in the collective steps below
@@ -1400,6 +1408,9 @@ void PairMlipdrive::finish() {
     const double scale = 1000.0 / static_cast<double>(s.evaluations);
     const auto check = s.outputs.uncertainty.empty() ? std::string()
                                                       : fmt::format(", uncertainty check {:.3f}", s.time_check * scale);
+    const auto& adaptor = *s.adaptor;
+    utils::logmesg(lmp, "mlipdrive: System on rank 0: {} local + {} ghost atom(s) (last evaluation)\n",
+                   adaptor.n_local, adaptor.lammps_index.size() - adaptor.n_local);
     utils::logmesg(lmp, "mlipdrive: {} evaluations on rank 0, ms per evaluation: system {:.3f}, "
                    "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}{}\n",
                    s.evaluations, s.time_system * scale, s.time_forward * scale, s.time_backward * scale,

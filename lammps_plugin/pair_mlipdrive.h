@@ -63,8 +63,8 @@ private:
     int element_of_type(int type, const std::string& text);
     /// newton, dimension, atom IDs, units: what a run needs
     void check_run_setup();
-    /// true for the periodic layout (one rank), false for ghosts
-    bool choose_layout();
+    /// the System's layout (periodic, mixed or ghosts: mlipdrive_system.h) into the state
+    void choose_layout();
     /// LAMMPS rebuilt its neighbour list, or the number of atoms changed
     bool atoms_changed();
     /// forces, virial and energies of one evaluation into LAMMPS's arrays

@@ -120,6 +120,21 @@ def run_lmp(
     return result
 
 
+def expected_layout(output: str, boundary: str = "ppp", mode: str = "auto") -> str:
+    """The layout the plugin must choose for this run, from LAMMPS's own
+    processor grid in ``output``: periodic on one rank; on several, mixed when
+    some periodic axis is not cut by the grid, else ghosts; ``mode ghosts``: ghosts."""
+    grid = re.search(r"(\d+) by (\d+) by (\d+) MPI processor grid", output)
+    assert grid, "LAMMPS printed no processor grid"
+    cuts = [int(n) for n in grid.groups()]
+    if mode == "ghosts":
+        return "ghosts"
+    if cuts == [1, 1, 1]:
+        return "periodic"
+    folded = [b == "p" and n == 1 for b, n in zip(boundary, cuts)]
+    return "mixed" if any(folded) else "ghosts"
+
+
 def assert_thermo_close(actual, expected, columns, rtol):
     """Each column agrees to ``rtol`` relative to the column's largest magnitude."""
     assert np.array_equal(actual["Step"], expected["Step"]), (actual["Step"], expected["Step"])

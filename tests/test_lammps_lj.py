@@ -16,6 +16,7 @@ import pytest
 from conftest import LJ_CUTOFF, LJ_EPSILON, LJ_SIGMA
 from lammps_testing import (
     assert_thermo_close,
+    expected_layout,
     export_lj_variant,
     lj_lattice_lines,
     read_dump,
@@ -79,8 +80,8 @@ def test_nve_1000_steps_matches_lj_cut(tmp_path, lj_model_unshifted, structure, 
     errors, plugin = compare(
         tmp_path, mlipdrive(lj_model_unshifted), lj_cut(), ranks, structure=structure
     )
-    layout = "periodic" if ranks == 1 else "ghosts"
-    assert f"mlipdrive: {layout} layout" in plugin.output
+    assert f"mlipdrive: {expected_layout(plugin.output)} layout" in plugin.output
+    assert ("mlipdrive: mixed layout" in plugin.output) == (ranks > 1)
     assert plugin.thermo()["Step"][-1] == 1000
 
 

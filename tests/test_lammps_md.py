@@ -4,7 +4,7 @@
 - atom_energy_sum on: with no pe/atom asked, the plugin sums the model's
   per-atom energies itself; energy, forces and virial equal metatomic's own ASE
   calculator (tests/lammps_reference.py) within the family's tolerances, serial
-  (periodic layout) and on two MPI ranks (local + ghost atoms);
+  (periodic layout) and on two MPI ranks (mixed layout: ghosts across the cut axis);
 - an NVE run conserves energy (the drift per atom per ps and the fluctuation
   are printed with ``pytest -s``), and its last frame equals the reference;
 - fix npt runs, the cell responds, and the last frame equals the reference.
@@ -26,7 +26,7 @@ from lammps_reference import (
     checkpoint,
     read_checkpoints,
 )
-from lammps_testing import lower_triangular, read_dump, run_lmp, write_data
+from lammps_testing import expected_layout, lower_triangular, read_dump, run_lmp, write_data
 
 from structures import copper_aluminium
 
@@ -91,7 +91,7 @@ undump plain
         pytest.param(family, ranks, id=f"{family}-{layout}",
                      marks=() if family == "mace" or ranks == 1 else (pytest.mark.matrix,))
         for family in FAMILIES
-        for ranks, layout in ((1, "serial-periodic"), (2, "np2-ghosts"))
+        for ranks, layout in ((1, "serial-periodic"), (2, "np2-mixed"))
     ],
     indirect=["model_family"],
 )
@@ -122,8 +122,7 @@ def test_atom_energy_sum_matches_model_total(tmp_path, model_family, ranks):
     # the energies, energies_sum and atom_virial_sum of the checkpoint stay: the
     # pe/atom and stress/atom sums are compared with the run 0 values
     compare(tmp_path, model_family, [frame, without_pe_atom])
-    layout = "periodic" if ranks == 1 else "ghosts"
-    assert f"mlipdrive: {layout} layout" in result.output
+    assert f"mlipdrive: {expected_layout(result.output)} layout" in result.output
     if ranks == 2 and message_passing(model_family):
         # a ghost shell of the whole interaction range + skin (MACE, PET: 2 x 4.5 Å)
         cutoff = model_family.interaction_range + 0.5

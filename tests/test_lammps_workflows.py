@@ -1,6 +1,6 @@
 """pair_style mlipdrive on the workflows LAMMPS users run, with every model family.
 
-Each case runs the real ``lmp`` (1 to 4 MPI ranks, both layouts of the System)
+Each case runs the real ``lmp`` (1 to 4 MPI ranks, every layout of the System)
 and compares every checkpoint that LAMMPS writes out with
 ``metatomic_ase.MetatomicCalculator`` evaluated on that same structure
 (``tests/lammps_reference.py``): energy, per-atom energies, forces, virial, and
@@ -21,7 +21,7 @@ import pathlib
 import numpy as np
 import pytest
 from lammps_reference import COMPUTES, assert_matches_reference, checkpoint, read_checkpoints
-from lammps_testing import lower_triangular, run_lmp, write_data
+from lammps_testing import expected_layout, lower_triangular, run_lmp, write_data
 
 from structures import copper_aluminium
 
@@ -131,7 +131,7 @@ def md(steps=20, temperature=600, seed=4928) -> str:
 
 
 def layout_options(ranks: int, layout: str) -> str:
-    return "mode ghosts" if (layout == "ghosts" and ranks == 1) else ""
+    return "mode ghosts" if layout == "ghosts" else ""
 
 
 def run_and_compare(tmp_path, family, script, ranks, elements=ELEMENTS, units="metal"):
@@ -166,8 +166,9 @@ GEOMETRIES = [
     ("fff", "orthogonal"),
     ("sss", "orthogonal"),
 ]
-# (ranks, layout): the periodic layout exists on one rank only
-DECOMPOSITIONS = [(1, "periodic"), (1, "ghosts"), (2, "ghosts"), (3, "ghosts"), (4, "ghosts")]
+# (ranks, layout): one rank is periodic unless told 'mode ghosts'; several ranks
+# ("auto") are mixed where the processor grid leaves a periodic axis uncut, else ghosts
+DECOMPOSITIONS = [(1, "periodic"), (1, "ghosts"), (2, "auto"), (2, "ghosts"), (3, "auto"), (4, "auto")]
 
 
 def geometry_cases():
@@ -176,7 +177,7 @@ def geometry_cases():
     in_slice = set()
     for index, geometry in enumerate(GEOMETRIES):
         in_slice.add((geometry, DECOMPOSITIONS[0], in_turn(index)))
-        in_slice.add((geometry, DECOMPOSITIONS[1 + index % 4], in_turn(index, 1)))
+        in_slice.add((geometry, DECOMPOSITIONS[1 + index % 5], in_turn(index, 1)))
     cases = []
     for geometry, decomposition, family in itertools.product(GEOMETRIES, DECOMPOSITIONS, FAMILIES):
         (boundary, shape), (ranks, layout) = geometry, decomposition
@@ -199,8 +200,8 @@ def test_boundaries_cells_and_ranks(tmp_path, boundary, shape, ranks, layout, mo
         ]
     )
     result, _ = run_and_compare(tmp_path, model_family, script, ranks)
-    expected = "periodic layout" if layout == "periodic" else "ghosts layout"
-    assert f"mlipdrive: {expected}" in result.output
+    expected = expected_layout(result.output, boundary, "ghosts" if layout == "ghosts" else "auto")
+    assert f"mlipdrive: {expected} layout" in result.output
 
 
 @pytest.mark.parametrize(
@@ -388,8 +389,8 @@ def swap_counts(output: str):
     return [int(float(word)) for word in line.split()[1:]]
 
 
-SWAP_CASES = [(1, "periodic", family) for family in FAMILIES] + [(2, "ghosts", family) for family in FAMILIES]
-SWAP_CASES.append((1, "ghosts", "mace"))
+SWAP_CASES = [(1, "periodic", family) for family in FAMILIES] + [(2, "auto", family) for family in FAMILIES]
+SWAP_CASES += [(1, "ghosts", "mace"), (2, "ghosts", "mace")]
 
 
 @pytest.mark.parametrize(
