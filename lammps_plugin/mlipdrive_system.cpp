@@ -134,52 +134,59 @@ static void fractional(const double* h_inv, const double* d, double* s) {
     s[2] = h_inv[2] * d[2];
 }
 
-void SystemAdaptor::find_representatives() {
-    const int nlocal = lmp_->atom->nlocal;
-    const int nall = nlocal + lmp_->atom->nghost;
+void SystemAdaptor::chain_copies(std::vector<int>& head, std::vector<int>& next) const {
+    const int nall = lmp_->atom->nlocal + lmp_->atom->nghost;
     const tagint* tag = lmp_->atom->tag;
-    double** x = lmp_->atom->x;
-    const double* h_inv = lmp_->domain->h_inv;
-    const double* lo = lmp_->domain->boxlo;
-    // the copies of each atom ID, chained in LAMMPS order (local atoms first)
     tagint max_tag = 0;
     for (int i = 0; i < nall; i++) {
         max_tag = std::max(max_tag, tag[i]);
     }
-    std::vector<int> head(static_cast<size_t>(max_tag) + 1, -1);
-    std::vector<int> next(nall, -1);
+    head.assign(static_cast<size_t>(max_tag) + 1, -1);
+    next.assign(nall, -1);
     for (int i = nall - 1; i >= 0; i--) {
         next[i] = head[tag[i]];
         head[tag[i]] = i;
     }
-    // distance from the middle of the box along the folded axes (local: -1)
-    auto centring = [&](int i) {
-        if (i < nlocal) {
-            return -1.0;
+}
+
+double SystemAdaptor::centring(int i) const {
+    if (i < lmp_->atom->nlocal) {
+        return -1.0;
+    }
+    const double* x = lmp_->atom->x[i];
+    const double* lo = lmp_->domain->boxlo;
+    const double d[3] = {x[0] - lo[0], x[1] - lo[1], x[2] - lo[2]};
+    double s[3];
+    fractional(lmp_->domain->h_inv, d, s);
+    double sum = 0.0;
+    for (int axis = 0; axis < 3; axis++) {
+        sum += layout_.folded[axis] ? std::fabs(s[axis] - 0.5) : 0.0;
+    }
+    return sum;
+}
+
+bool SystemAdaptor::same_copy(int i, int j) const {
+    double** x = lmp_->atom->x;
+    const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
+    double s[3];
+    fractional(lmp_->domain->h_inv, d, s);
+    for (int axis = 0; axis < 3; axis++) {
+        if (!layout_.folded[axis] && std::fabs(s[axis]) >= 0.5) {
+            return false;
         }
-        const double d[3] = {x[i][0] - lo[0], x[i][1] - lo[1], x[i][2] - lo[2]};
-        double s[3];
-        fractional(h_inv, d, s);
-        double sum = 0.0;
-        for (int axis = 0; axis < 3; axis++) {
-            sum += layout_.folded[axis] ? std::fabs(s[axis] - 0.5) : 0.0;
-        }
-        return sum;
-    };
-    // same atom up to folded-axis images: within half a cell along the others
-    auto same_copy = [&](int i, int j) {
-        const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
-        double s[3];
-        fractional(h_inv, d, s);
-        for (int axis = 0; axis < 3; axis++) {
-            if (!layout_.folded[axis] && std::fabs(s[axis]) >= 0.5) {
-                return false;
-            }
-        }
-        return true;
-    };
+    }
+    return true;
+}
+
+void SystemAdaptor::find_representatives() {
+    const int nall = lmp_->atom->nlocal + lmp_->atom->nghost;
+    std::vector<int> head;
+    std::vector<int> next;
+    chain_copies(head, next);
     representative_.assign(nall, -1);
     image_shift_.assign(3 * static_cast<size_t>(nall), 0);
+    // each unassigned atom starts a group: its later copies that are the same
+    // atom up to folded-axis images; the group's most central copy represents it
     for (int first = 0; first < nall; first++) {
         if (representative_[first] >= 0) {
             continue;
@@ -202,7 +209,7 @@ void SystemAdaptor::find_representatives() {
                 set_image_shift(j, best);
             }
         }
-        // `first` last: the loop above recognises the group by it
+        // `first` last: the loop recognises the group by it
         for (int j = next[first]; j >= 0; j = next[j]) {
             representative_[j] = representative_[j] == first ? best : representative_[j];
         }

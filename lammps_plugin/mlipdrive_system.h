@@ -199,6 +199,14 @@ private:
     /// each LAMMPS atom's representative (itself, or the atom it images along
     /// the folded axes) and its cell shift relative to it
     void find_representatives();
+    /// the LAMMPS atoms of each atom ID, chained in LAMMPS order: head[tag]
+    /// is the first, next[i] the one after i (-1: none)
+    void chain_copies(std::vector<int>& head, std::vector<int>& next) const;
+    /// how far atom i is from the middle of the box along the folded axes
+    /// (fractional coordinates; -1 for a local atom, which always represents)
+    double centring(int i) const;
+    /// whether atoms i and j (one ID) differ only by images along folded axes
+    bool same_copy(int i, int j) const;
     /// shift of copy `b` relative to representative `r` (folded axes only);
     /// throws if b is not such an image of r
     void set_image_shift(int b, int r);
