@@ -321,6 +321,39 @@ def lj_lattice_lines(structure: str, repeat: int = 3) -> str:
     )
 
 
+#: thermo columns that nve_script prints and the LJ tests compare
+NVE_THERMO = ["PotEng", "KinEng", "Press", "TotEng", "Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz"]
+
+
+def nve_script(pair_lines, structure="orthogonal", repeat=3, runs=(500, 500), types=1):
+    """fcc argon at 50 K drifting at (4, 3, 2) Å/ps, so atoms change sub-domain.
+
+    With ``types=2`` a quarter of the atoms become type 2 (same LJ parameters).
+    """
+    lattice = lj_lattice_lines(structure, repeat)
+    if types == 2:
+        lattice = lattice.replace("create_box 1 box", "create_box 2 box")
+        lattice += "\nmass 2 39.948\nset type 1 type/fraction 2 0.25 1234"
+    lines = [
+        "units metal",
+        "boundary p p p",
+        lattice,
+        "velocity all create 50 12345 loop geom",
+        "velocity all set 4.0 3.0 2.0 sum yes units box",
+        "displace_atoms all random 0.1 0.1 0.1 4242 units box",
+        pair_lines,
+        "neighbor 1.0 bin",
+        "neigh_modify every 1 delay 0 check yes",
+        "timestep 0.001",
+        "thermo_style custom step pe ke press etotal pxx pyy pzz pxy pxz pyz",
+        "thermo_modify format float %.17g",
+        "thermo 100",
+        "fix 1 all nve",
+    ]
+    lines += [f"run {steps}" for steps in runs]
+    return "\n".join(lines) + "\n"
+
+
 def shifted_energy(results: Dict[str, TensorMap], shift: torch.Tensor) -> Dict[str, TensorMap]:
     """The model's energy map with ``shift`` added to every value (TorchScript)."""
     block = results["energy"].block()

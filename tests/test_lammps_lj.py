@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from conftest import LJ_CUTOFF, LJ_EPSILON, LJ_SIGMA
 from lammps_testing import (
+    NVE_THERMO,
     assert_thermo_close,
     expected_layout,
     export_lj_variant,
     lj_lattice_lines,
+    nve_script,
     read_dump,
     run_lmp,
     settings_table,
@@ -26,38 +28,6 @@ from lammps_testing import (
 from metatomic.torch import unit_conversion_factor
 
 from structures import SAME_MODEL
-
-THERMO = ["PotEng", "KinEng", "Press", "TotEng", "Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz"]
-
-
-def nve_script(pair_lines, structure="orthogonal", repeat=3, runs=(500, 500), types=1):
-    """fcc argon at 50 K drifting at (4, 3, 2) Å/ps, so atoms change sub-domain.
-
-    With ``types=2`` a quarter of the atoms become type 2 (same LJ parameters).
-    """
-    lattice = lj_lattice_lines(structure, repeat)
-    if types == 2:
-        lattice = lattice.replace("create_box 1 box", "create_box 2 box")
-        lattice += "\nmass 2 39.948\nset type 1 type/fraction 2 0.25 1234"
-    lines = [
-        "units metal",
-        "boundary p p p",
-        lattice,
-        "velocity all create 50 12345 loop geom",
-        "velocity all set 4.0 3.0 2.0 sum yes units box",
-        "displace_atoms all random 0.1 0.1 0.1 4242 units box",
-        pair_lines,
-        "neighbor 1.0 bin",
-        "neigh_modify every 1 delay 0 check yes",
-        "timestep 0.001",
-        "thermo_style custom step pe ke press etotal pxx pyy pzz pxy pxz pyz",
-        "thermo_modify format float %.17g",
-        "thermo 100",
-        "fix 1 all nve",
-    ]
-    lines += [f"run {steps}" for steps in runs]
-    return "\n".join(lines) + "\n"
-
 
 def lj_cut(shift=False):
     lines = f"pair_style lj/cut {LJ_CUTOFF}\npair_coeff 1 1 {LJ_EPSILON} {LJ_SIGMA}"
@@ -71,7 +41,7 @@ def mlipdrive(model, *options, elements="Ar"):
 def compare(tmp_path, plugin_lines, reference_lines, ranks, **script):
     reference = run_lmp(tmp_path / "reference", nve_script(reference_lines, **script), ranks)
     plugin = run_lmp(tmp_path / "plugin", nve_script(plugin_lines, **script), ranks)
-    return assert_thermo_close(plugin.thermo(), reference.thermo(), THERMO, SAME_MODEL), plugin
+    return assert_thermo_close(plugin.thermo(), reference.thermo(), NVE_THERMO, SAME_MODEL), plugin
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3])
@@ -159,7 +129,7 @@ def test_empty_sub_domains(tmp_path, lj_model_unshifted):
     )
     nlocal = next(line for line in plugin.output.splitlines() if line.startswith("Nlocal:"))
     assert nlocal.split()[-2:] == ["0", "min"], nlocal
-    assert_thermo_close(plugin.thermo(), reference.thermo(), THERMO, SAME_MODEL)
+    assert_thermo_close(plugin.thermo(), reference.thermo(), NVE_THERMO, SAME_MODEL)
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
@@ -218,7 +188,7 @@ def test_unit_styles(tmp_path, lj_model_unshifted, style):
     reference = run_lmp(tmp_path / "reference", text.replace("PAIR", reference_pair))
     plugin = run_lmp(tmp_path / "plugin", text.replace("PAIR", mlipdrive(lj_model_unshifted)))
     assert f"units {style} ({length_unit}, {energy_unit})" in plugin.output
-    assert_thermo_close(plugin.thermo(), reference.thermo(), THERMO, SAME_MODEL)
+    assert_thermo_close(plugin.thermo(), reference.thermo(), NVE_THERMO, SAME_MODEL)
 
 
 PER_ATOM = """

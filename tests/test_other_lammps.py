@@ -19,7 +19,14 @@ import sys
 import numpy as np
 import pytest
 from conftest import LJ_CUTOFF, LJ_EPSILON, LJ_SIGMA
-from lammps_testing import LMP_TIMEOUT, LmpResult, assert_thermo_close, lj_lattice_lines, read_dump
+from lammps_testing import (
+    LMP_TIMEOUT,
+    NVE_THERMO,
+    LmpResult,
+    assert_thermo_close,
+    nve_script,
+    read_dump,
+)
 
 import mlipdrive
 from structures import SAME_MODEL
@@ -31,7 +38,6 @@ RELEASES = {
     "bookworm": ("source tree", "mpicxx.openmpi", "mpirun.openmpi"),
 }
 BUILD_TIMEOUT = 1800
-THERMO = ["PotEng", "KinEng", "Press", "TotEng", "Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz"]
 
 
 @dataclasses.dataclass
@@ -99,38 +105,18 @@ def other_lammps(request) -> OtherLammps:
 # ------------------------------------------------------------------------ LJ
 
 
-def nve_script(pair_lines: str) -> str:
-    """fcc argon at 50 K, drifting so that atoms change sub-domain, 300 NVE steps."""
-    return "\n".join([
-        "units metal",
-        "boundary p p p",
-        lj_lattice_lines("triclinic", 3),
-        "velocity all create 50 12345 loop geom",
-        "velocity all set 4.0 3.0 2.0 sum yes units box",
-        "displace_atoms all random 0.1 0.1 0.1 4242 units box",
-        pair_lines,
-        "neighbor 1.0 bin",
-        "neigh_modify every 1 delay 0 check yes",
-        "timestep 0.001",
-        "thermo_style custom step pe ke press etotal pxx pyy pzz pxy pxz pyz",
-        "thermo_modify format float %.17g",
-        "thermo 100",
-        "fix 1 all nve",
-        "run 300",
-    ]) + "\n"
-
-
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_lj_matches_lj_cut(tmp_path, other_lammps, lj_model_unshifted, ranks):
     reference = other_lammps.run(
         tmp_path / "lj_cut", nve_script(f"pair_style lj/cut {LJ_CUTOFF}\n"
-                                        f"pair_coeff 1 1 {LJ_EPSILON} {LJ_SIGMA}"), ranks)
+                                        f"pair_coeff 1 1 {LJ_EPSILON} {LJ_SIGMA}",
+                                        "triclinic", runs=(300,)), ranks)
     plugin = other_lammps.run(
         tmp_path / "plugin", nve_script(f"pair_style mlipdrive {lj_model_unshifted}\n"
-                                        "pair_coeff * * Ar"), ranks)
+                                        "pair_coeff * * Ar", "triclinic", runs=(300,)), ranks)
     assert f"{ranks} MPI rank(s)" in plugin.output
     assert plugin.thermo()["Step"][-1] == 300
-    assert_thermo_close(plugin.thermo(), reference.thermo(), THERMO, SAME_MODEL)
+    assert_thermo_close(plugin.thermo(), reference.thermo(), NVE_THERMO, SAME_MODEL)
 
 
 # ---------------------------------------------------------------------- MACE
