@@ -72,6 +72,21 @@ bool keep_large_allocations() {
     return kept;
 }
 
+torch::Tensor box_cell(const Domain* domain, const std::array<bool, 3>& axes, torch::Tensor& pbc) {
+    const double* h = domain->h;
+    const double rows[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
+    auto cell = torch::zeros({3, 3}, torch::TensorOptions().dtype(torch::kFloat64));
+    pbc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool));
+    auto data = cell.accessor<double, 2>();
+    for (int axis = 0; axis < 3; axis++) {
+        pbc[axis] = axes[axis];
+        for (int k = 0; k < 3 && axes[axis]; k++) {
+            data[axis][k] = rows[axis][k];
+        }
+    }
+    return cell;
+}
+
 static const char* const AXES[3] = {"x", "y", "z"};
 
 std::string Layout::name() const {
@@ -495,21 +510,9 @@ void SystemAdaptor::build_positions_and_cell(bool need_cell_gradient) {
     }
     positions = leaf_on(positions_buffer_.rows(), device_);
 
-    // the box's vectors along the folded axes; a zero cell vector along each
-    // other axis (metatomic requires it), not periodic
-    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-    auto cell_cpu = torch::zeros({3, 3}, f64);
-    auto pbc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool));
-    const double* h = lmp_->domain->h;
-    const double rows[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
-    auto cell_data = cell_cpu.accessor<double, 2>();
-    for (int axis = 0; axis < 3; axis++) {
-        pbc[axis] = layout_.folded[axis];
-        for (int k = 0; k < 3 && layout_.folded[axis]; k++) {
-            cell_data[axis][k] = rows[axis][k];
-        }
-    }
-    cell = cell_cpu.to(device_);
+    // periodic along the folded axes only
+    torch::Tensor pbc;
+    cell = box_cell(lmp_->domain, layout_.folded, pbc).to(device_);
     if (need_cell_gradient) {
         cell.requires_grad_(true);
     }

@@ -70,6 +70,7 @@
 #include <metatomic/torch.hpp>
 
 namespace LAMMPS_NS {
+class Domain;
 class LAMMPS;
 class NeighList;
 }  // namespace LAMMPS_NS
@@ -100,6 +101,10 @@ struct Layout {
     /// one line for the log: what the System holds
     std::string description() const;
 };
+
+/// The box as metatomic wants a cell: LAMMPS's box vectors along `axes`, a
+/// zero vector along the other axes (metatomic requires it); `pbc` gets `axes`.
+torch::Tensor box_cell(const LAMMPS_NS::Domain* domain, const std::array<bool, 3>& axes, torch::Tensor& pbc);
 
 /// One neighbour list the model asks for, with its cutoff in LAMMPS units.
 struct PairRequest {

@@ -1087,23 +1087,6 @@ static Evaluation evaluate_direct(PairState& s, const Request& request, const to
     return evaluation;
 }
 
-/// The box as metatomic wants a cell (zero vectors along non-periodic axes), and pbc.
-static torch::Tensor box_cell(const Domain* domain, torch::Tensor& pbc) {
-    const double* h = domain->h;
-    const bool periodic[3] = {domain->xperiodic != 0, domain->yperiodic != 0, domain->zperiodic != 0};
-    const double rows[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
-    auto cell = torch::zeros({3, 3}, torch::TensorOptions().dtype(torch::kFloat64));
-    pbc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool));
-    auto data = cell.accessor<double, 2>();
-    for (int axis = 0; axis < 3; axis++) {
-        pbc[axis] = periodic[axis];
-        for (int k = 0; k < 3 && periodic[axis]; k++) {
-            data[axis][k] = rows[axis][k];
-        }
-    }
-    return cell;
-}
-
 }  // namespace mlipdrive
 
 /* ----------------------------------------------------------------------
@@ -1151,7 +1134,9 @@ void PairMlipdrive::compute(int eflag, int vflag) {
             request.forces = true;
             request.stress = vflag_global != 0;
             torch::Tensor pbc;
-            auto cell = mlipdrive::box_cell(domain, pbc);
+            const std::array<bool, 3> periodic = {domain->xperiodic != 0, domain->yperiodic != 0,
+                                                  domain->zperiodic != 0};
+            auto cell = mlipdrive::box_cell(domain, periodic, pbc);
             evaluation = mlipdrive::evaluate_direct(s, request, cell, pbc);
         } else if (adaptor.n_local > 0) {
             evaluation = mlipdrive::evaluate_conservative(s, eflag_atom != 0);
