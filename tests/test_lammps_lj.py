@@ -69,6 +69,16 @@ def test_ghosts_layout_on_one_rank(tmp_path, lj_model_unshifted):
     assert "mlipdrive: ghosts layout" in plugin.output
 
 
+def test_tiled_decomposition_keeps_every_ghost(tmp_path, lj_model_unshifted):
+    """comm_style tiled (rcb domains): no axis spans the box on every rank, so
+    nothing folds (ghosts layout), and the run still equals lj/cut."""
+    tiled = "comm_style tiled\nbalance 1.0 rcb\n"
+    _, plugin = compare(
+        tmp_path, tiled + mlipdrive(lj_model_unshifted), tiled + lj_cut(), 2, runs=(300,)
+    )
+    assert "mlipdrive: ghosts layout" in plugin.output
+
+
 @pytest.fixture(scope="module")
 def lj_two_layers(tmp_path_factory):
     """LJ declaring a range of two cutoffs: LAMMPS treats it as message passing."""
