@@ -256,6 +256,28 @@ def model_facts(model: dict) -> dict:
 LAMMPS_SKIN = 2.0
 
 
+def user_type_order(path: Optional[str]) -> Optional[List[str]]:
+    """The elements of LAMMPS atom types 1, 2, ... where the user's structure
+    carries them (ASE reads a LAMMPS data file with each atom's 'type'); None
+    otherwise, or when a type in between has no atom."""
+    from mlipdrive._structure import StructureError, read_structure
+
+    if not path:
+        return None
+    try:
+        atoms = read_structure(path)
+    except StructureError:
+        return None
+    if "type" not in atoms.arrays:
+        return None
+    symbols: Dict[int, str] = {}
+    for kind, symbol in zip(atoms.arrays["type"].tolist(), atoms.get_chemical_symbols()):
+        symbols.setdefault(int(kind), symbol)
+    if sorted(symbols) != list(range(1, len(symbols) + 1)):
+        return None
+    return [symbols[kind] for kind in sorted(symbols)]
+
+
 def system_facts(path: pathlib.Path, atomic_types: List[int]) -> dict:
     """Atoms, box edge lengths (plane spacings) and species (in the order of
     the LAMMPS atom types: the model's) of the measured system."""
@@ -307,6 +329,8 @@ def run(args) -> int:
         rows, record["model"], record["system"] = measure(
             plan, work / "measure", progress=not args.no_progress
         )
+        # the measured data file has the model's type order; the user's may differ
+        record["system"]["type_order"] = user_type_order(plan.structure)
         record["rows"] = rows
         if args.check:
             from .advise_report import recommended_settings

@@ -79,9 +79,9 @@ def _engine_commands(record: dict, row: dict) -> List[str]:
         return [
             "# in the LAMMPS input:",
             " ".join(words),
-            "pair_coeff * * " + " ".join(record["system"]["species"]),
+            pair_coeff_line(record),
             "# run (= " + (f"mpirun -np {ranks} " if ranks > 1 else "")
-            + "lmp -in in.lammps with torch's BLAS preloaded, as measured):",
+            + "lmp -in in.lammps with the plugin and MPI library paths set, as measured):",
             launch,
         ]
     structure = record["plan"]["structure"] or "init.xyz"
@@ -90,6 +90,19 @@ def _engine_commands(record: dict, row: dict) -> List[str]:
               "--unix NAME --settings", preset]
     words += [f"--{key.replace('_', '-')} {value}" for key, value in values.items()]
     return ["# with i-PI serving <ffsocket mode='unix'><address>NAME</address>:", " ".join(words)]
+
+
+def pair_coeff_line(record: dict) -> str:
+    """``pair_coeff`` with the element of each atom type spelled out: in the
+    user's own type order where their structure gave one (a LAMMPS data file),
+    else in the measured data file's (the model's order), which the user's input
+    need not share (the shipped example lists Cu Al, the model Al Cu)."""
+    own = record["system"].get("type_order")
+    species = own or record["system"]["species"]
+    mapping = ", ".join(f"type {i} = {symbol}" for i, symbol in enumerate(species, 1))
+    where = (f", as in {record['plan']['structure']}" if own
+             else ": list YOUR data file's types in its order")
+    return f"pair_coeff * * {' '.join(species)}   # {mapping}{where}"
 
 
 # ---------------------------------------------------------------------- ranks

@@ -76,6 +76,14 @@ EXIT_TERMINATED = 143  # SIGTERM
 
 DEFAULT_SOCKETS_PREFIX = "/tmp/ipi_"  # i-PI's default <simulation sockets_prefix>
 
+#: after a failed evaluation the client closes its connection gently: i-PI, which
+#: cannot be told more over its protocol, keeps the structure for another client
+IPI_LEFT_WAITING = (
+    "closed the connection; i-PI keeps this structure for the next client that "
+    "connects and waits for one: stop i-PI with Ctrl-C (SIGINT; it writes a "
+    "RESTART file to resume from) once the cause above is fixed"
+)
+
 
 class ConnectError(ConnectionError):
     """No i-PI server could be reached."""
@@ -458,6 +466,7 @@ def serve(
             f"error: the model failed on the structure i-PI sent (evaluation "
             f"{client.timings.evaluations + 1}): {error}"
         )
+        log(IPI_LEFT_WAITING)
         code = EXIT_EVALUATION
     finally:
         close_gently(sock)

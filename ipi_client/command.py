@@ -244,7 +244,7 @@ def _ipi_driver_run(args, setting_names) -> int:
             params.update({name: value for name in names})
     given = {key: params.pop(key) for key in list(params) if key in setting_names}
     settings = InferenceSettings.from_strings(preset, **given)
-    args.ensemble = _ensemble(params, settings.non_conservative)
+    args.ensemble = _ensemble(params, settings.non_conservative != "off")
     if ";" in params.get("device", ""):
         raise ValueError(
             f"device={params['device']}: i-PI's driver spreads batches over several "

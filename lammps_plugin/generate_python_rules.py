@@ -6,6 +6,11 @@ down twice:
 
 - ``set_setting(settings, name, text)``: parse ``text`` like
   :func:`mlipdrive.settings.parse_value` and store it, or return an error message;
+- ``check_settings(settings)``: every number finite and above its minimum
+  (:func:`mlipdrive.settings.number_ok`), with Python's message;
+- ``forces_from_head(settings)`` and ``stress_from_head(settings)``: what
+  ``non_conservative`` takes from the model's heads
+  (:data:`mlipdrive.settings.NON_CONSERVATIVE_HEADS`);
 - ``setting_lines(settings)``: ``(name, repr)`` pairs printed exactly as
   ``mlipdrive info`` prints them (Python ``repr``);
 - ``lammps_unit_system(style, units)``: the LAMMPS unit styles of
@@ -26,9 +31,10 @@ import string
 import sys
 
 from mlipdrive.outputs import OUTPUT_NAMES, VARIANT_CHAINS
-from mlipdrive.settings import SETTINGS, field_name, minimum_message
-from mlipdrive.messages import LOADING_MESSAGES, OUTPUT_MESSAGES
+from mlipdrive.settings import NON_CONSERVATIVE_HEADS, SETTINGS, field_name, number_message
+from mlipdrive.messages import EVALUATION_MESSAGES, LOADING_MESSAGES, OUTPUT_MESSAGES
 from mlipdrive.neighbors import half_list_keep
+from mlipdrive.loading import TENSOR_MAP_CLASSES
 from mlipdrive.units import LAMMPS_UNIT_STYLES, LAMMPS_UNITS_ADVICE, UNIT_SYSTEMS
 
 
@@ -68,6 +74,8 @@ def generate() -> str:
             lines.append(f"            s.{setting.name} = 0;")
             lines.append('            return "";')
             lines.append("        }")
+        if setting.reads_on_off:
+            lines += _on_off_words(setting)
         if kind == "string":
             lines.append(
                 f"        return parse_string(name, text, {{{choices}}}, s.{setting.name});"
@@ -89,30 +97,66 @@ def generate() -> str:
     for setting in SETTINGS:
         lines.append(f'        {{"{setting.name}", python_repr(s.{setting.name})}},')
     lines += ["    };", "}", ""]
-    lines += minimum_checks()
+    lines += number_checks()
+    lines += non_conservative_heads()
     lines += units_table()
     lines += loading_messages()
     lines += output_tables()
     lines += half_list_rule()
+    lines += tensor_map_classes()
     lines += ["}  // namespace mlipdrive", ""]
     return "\n".join(lines)
 
 
-def minimum_checks():
-    """``check_settings(s)``: the ``minimum`` of each row, with Python's message."""
+def _on_off_words(setting):
+    """The branch of ``set_setting`` that reads an on/off word as 'on'/'off'
+    (:attr:`mlipdrive.settings.Setting.reads_on_off`)."""
+    return [
+        "        bool on = false;",
+        "        if (parse_bool(name, text, on).empty()) {",
+        f'            s.{setting.name} = on ? "on" : "off";',
+        '            return "";',
+        "        }",
+    ]
+
+
+def number_checks():
+    """``check_settings(s)``: :func:`mlipdrive.settings.number_ok` for every
+    number row, with Python's message."""
     lines = [
-        "/// The first setting below its minimum (or not finite), as InferenceSettings",
-        "/// refuses it in Python; an empty string if none.",
+        "/// The first number that is not finite or below its minimum, as",
+        "/// InferenceSettings refuses it in Python; an empty string if none.",
         "inline std::string check_settings(const InferenceSettings& s) {",
     ]
     for setting in SETTINGS:
-        if setting.minimum is None:
+        if setting.type not in (int, float):
             continue
-        head, tail = minimum_message(setting, "{value}").split("{value}")
-        lines.append(f"    if (!(std::isfinite(static_cast<double>(s.{setting.name})) && s.{setting.name} >= {setting.minimum!r})) {{")
-        lines.append(f"        return {_cpp_string(head)} + python_repr(s.{setting.name}) + {_cpp_string(tail)};")
+        name = setting.name
+        condition = f"std::isfinite(static_cast<double>(s.{name}))"
+        if setting.minimum is not None:
+            condition += f" && s.{name} >= {setting.minimum!r}"
+        head, tail = number_message(setting, "{value}").split("{value}")
+        lines.append(f"    if (!({condition})) {{")
+        lines.append(f"        return {_cpp_string(head)} + python_repr(s.{name}) + {_cpp_string(tail)};")
         lines.append("    }")
     lines += ['    return "";', "}", ""]
+    return lines
+
+
+def non_conservative_heads():
+    """``forces_from_head(s)``, ``stress_from_head(s)`` from NON_CONSERVATIVE_HEADS."""
+    lines = []
+    for quantity in ("forces", "stress"):
+        values = [value for value, heads in NON_CONSERVATIVE_HEADS.items() if quantity in heads]
+        condition = " || ".join(f"s.non_conservative == {_cpp_string(v)}" for v in values)
+        lines += [
+            f"/// {quantity} from the model's non-conservative output (mlipdrive.settings.",
+            "/// NON_CONSERVATIVE_HEADS), not from the energy's gradients.",
+            f"inline bool {quantity}_from_head(const InferenceSettings& s) {{",
+            f"    return {condition};",
+            "}",
+            "",
+        ]
     return lines
 
 
@@ -142,7 +186,8 @@ def units_table():
 def loading_messages():
     """One ``std::string NAME_message(args...)`` per message of mlipdrive.messages."""
     lines = []
-    tables = [("LOADING_MESSAGES", LOADING_MESSAGES), ("OUTPUT_MESSAGES", OUTPUT_MESSAGES)]
+    tables = [("LOADING_MESSAGES", LOADING_MESSAGES), ("OUTPUT_MESSAGES", OUTPUT_MESSAGES),
+              ("EVALUATION_MESSAGES", EVALUATION_MESSAGES)]
     for table, name, template in (
         (table, name, template) for table, messages in tables for name, template in messages.items()
     ):
@@ -160,6 +205,18 @@ def loading_messages():
         lines.append(f"    return {' + '.join(parts)};")
         lines += ["}", ""]
     return lines
+
+
+def tensor_map_classes():
+    """:data:`mlipdrive.loading.TENSOR_MAP_CLASSES`: the attribute types whose
+    values a dtype conversion does not reach (``loading.tensor_map_weights``)."""
+    names = ", ".join(_cpp_string(name) for name in TENSOR_MAP_CLASSES)
+    return [
+        "/// mlipdrive.loading.TENSOR_MAP_CLASSES: module attributes of these types hold",
+        "/// weights that a dtype conversion (parameters and buffers) does not reach.",
+        f"inline const char* const TENSOR_MAP_CLASSES[] = {{{names}}};",
+        "",
+    ]
 
 
 def output_tables():

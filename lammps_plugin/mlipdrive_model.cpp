@@ -26,6 +26,11 @@ std::string first_line(const std::string& text) {
     return end == std::string::npos ? text : text.substr(0, end);
 }
 
+std::string error_text(const std::exception& error) {
+    const auto* torch_error = dynamic_cast<const c10::Error*>(&error);
+    return torch_error != nullptr ? torch_error->what_without_backtrace() : error.what();
+}
+
 static bool is_file(const std::string& path) {
     struct stat info = {};
     return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
@@ -91,6 +96,9 @@ static void read_model_info(LoadedModel& loaded, const std::string& path) {
 }
 
 LoadedModel load_model(const std::string& path, const std::optional<std::string>& extensions) {
+    if (is_directory(path)) {
+        throw std::runtime_error(model_is_directory_message(path));
+    }
     if (!is_file(path)) {
         throw std::runtime_error(model_missing_message(path));
     }
@@ -129,9 +137,47 @@ std::pair<torch::DeviceType, int> parse_device(const std::string& text) {
 
 /// The model converted to `dtype`, with capabilities that declare it, so that
 /// metatomic's dtype checks pass (the same as with_dtype in loading.py).
+/// The classes of the model's modules that hold a TensorMap or TensorBlock as an
+/// attribute of their own (mlipdrive.loading.tensor_map_weights, the same rule).
+static std::vector<std::string> tensor_map_weights(const torch::jit::Module& module) {
+    std::vector<std::string> found;
+    for (const auto& child: module.named_modules()) {
+        const auto type = child.value.type();
+        for (const auto& attribute: type->containedTypes()) {
+            auto text = attribute->str();
+            // torch spells Optional[T] "T?"
+            if (!text.empty() && text.back() == '?') {
+                text.pop_back();
+            }
+            const auto known = std::find(std::begin(TENSOR_MAP_CLASSES), std::end(TENSOR_MAP_CLASSES), text);
+            if (known == std::end(TENSOR_MAP_CLASSES)) {
+                continue;
+            }
+            auto name = type->name()->qualifiedName();
+            const std::string prefix = "__torch__.";
+            name = name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
+            if (std::find(found.begin(), found.end(), name) == found.end()) {
+                found.push_back(name);
+            }
+            break;
+        }
+    }
+    return found;
+}
+
 static void convert_dtype(LoadedModel& model, const std::string& dtype) {
     if (dtype == "model" || dtype == model.capabilities->dtype()) {
         return;
+    }
+    const auto unreachable = tensor_map_weights(model.module);
+    if (!unreachable.empty()) {
+        std::string modules;
+        for (const auto& name: unreachable) {
+            modules += (modules.empty() ? "" : ", ") + name;
+        }
+        throw std::runtime_error(dtype_unreachable_weights_message(
+            model.name.empty() ? "model" : model.name, dtype, modules, model.capabilities->dtype()
+        ));
     }
     auto scalar = dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
     if (!model.module.hasattr("_capabilities") || !model.module.hasattr("_model_dtype")) {

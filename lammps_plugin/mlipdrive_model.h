@@ -58,4 +58,8 @@ void apply_settings(LoadedModel& model, const InferenceSettings& settings, torch
 /// First line of an exception message.
 std::string first_line(const std::string& text);
 
+/// What an exception says, without the C++ frames that torch's errors
+/// (c10::Error) carry after their message.
+std::string error_text(const std::exception& error);
+
 }  // namespace mlipdrive

@@ -107,6 +107,32 @@ std::string key_list(const Outputs& outputs) {
     return text;
 }
 
+/// The non-conservative outputs the settings take from the model (choose_outputs'
+/// _heads in Python: forces_from_head and stress_from_head are generated from it).
+void choose_heads(const Outputs& outputs, const InferenceSettings& s, const std::string& model,
+                  OutputChoice& choice) {
+    if (forces_from_head(s)) {
+        choice.non_conservative_forces = pick(
+            outputs, "non_conservative_forces",
+            requested(s, "non_conservative_forces"), model);
+        if (choice.non_conservative_forces.empty() ||
+            outputs.at(choice.non_conservative_forces)->sample_kind() != "atom") {
+            throw std::runtime_error(no_non_conservative_forces_message(model, key_list(outputs)));
+        }
+    }
+    if (stress_from_head(s)) {
+        choice.non_conservative_stress = pick(
+            outputs, "non_conservative_stress",
+            requested(s, "non_conservative_stress"), model);
+        if (choice.non_conservative_stress.empty() && !forces_from_head(s)) {
+            throw std::runtime_error(no_non_conservative_stress_head_message(model, key_list(outputs)));
+        }
+        if (choice.non_conservative_stress.empty()) {
+            choice.notes.push_back(no_non_conservative_stress_message(model));
+        }
+    }
+}
+
 }  // namespace
 
 OutputChoice choose_outputs(const metatomic_torch::ModelCapabilities& capabilities,
@@ -120,26 +146,15 @@ OutputChoice choose_outputs(const metatomic_torch::ModelCapabilities& capabiliti
     if (s.uncertainty_threshold > 0) {
         choice.uncertainty = pick(outputs, "energy_uncertainty",
                                   requested(s, "energy_uncertainty"), model);
+        if (choice.uncertainty.empty() && s.uncertainty_action == "stop") {
+            choice.notes.push_back(uncertainty_stop_unchecked_message(model));
+        }
         if (!choice.uncertainty.empty() && outputs.at(choice.uncertainty)->sample_kind() != "atom") {
             choice.notes.push_back(uncertainty_not_per_atom_message(choice.uncertainty));
             choice.uncertainty.clear();
         }
     }
-    if (s.non_conservative) {
-        choice.non_conservative_forces = pick(
-            outputs, "non_conservative_forces",
-            requested(s, "non_conservative_forces"), model);
-        if (choice.non_conservative_forces.empty() ||
-            outputs.at(choice.non_conservative_forces)->sample_kind() != "atom") {
-            throw std::runtime_error(no_non_conservative_forces_message(model, key_list(outputs)));
-        }
-        choice.non_conservative_stress = pick(
-            outputs, "non_conservative_stress",
-            requested(s, "non_conservative_stress"), model);
-        if (choice.non_conservative_stress.empty()) {
-            choice.notes.push_back(no_non_conservative_stress_message(model));
-        }
-    }
+    choose_heads(outputs, s, model, choice);
     return choice;
 }
 
@@ -147,26 +162,47 @@ std::string describe_variants(const metatomic_torch::ModelCapabilities& capabili
     return describe(capabilities->outputs(), output);
 }
 
-PerAtomValues per_atom_values(const metatensor_torch::TensorBlock& block, int64_t width) {
-    auto values = block->values().detach().to(torch::kCPU).to(torch::kFloat64).reshape({-1, width}).contiguous();
+PerAtomValues per_atom_values(const metatensor_torch::TensorBlock& block, int64_t width, const std::string& output,
+                              const std::string& advice) {
+    auto values = block->values();
+    const int64_t rows = block->samples()->count();
+    const std::vector<int64_t> expected = width > 1 ? std::vector<int64_t>{rows, width, 1} : std::vector<int64_t>{rows, 1};
+    if (values.sizes().vec() != expected) {
+        throw std::runtime_error(output_shape_message(
+            output, shape_text(values.sizes().vec()), shape_text(expected),
+            width == 3 ? "one 3-vector per atom" : "one value per atom", advice
+        ));
+    }
+    values = values.detach().to(torch::kCPU).to(torch::kFloat64).reshape({-1, width}).contiguous();
     auto samples = block->samples()->values();
     auto atoms = samples.index({torch::indexing::Slice(), -1}).to(torch::kCPU).to(torch::kInt64).contiguous();
     return {values, atoms};
 }
 
-metatomic_torch::System detached_system(const metatomic_torch::System& system, torch::Tensor cell, torch::Tensor pbc) {
-    const auto positions = system->positions().detach();
-    auto detached = torch::make_intrusive<metatomic_torch::SystemHolder>(
+std::string shape_text(const std::vector<int64_t>& shape) {
+    std::string text;
+    for (auto size: shape) {
+        text += (text.empty() ? "" : ", ") + std::to_string(size);
+    }
+    return "(" + text + ")";
+}
+
+metatomic_torch::System system_with_cell(const metatomic_torch::System& system, torch::Tensor cell, torch::Tensor pbc,
+                                         bool detach) {
+    const auto positions = detach ? system->positions().detach() : system->positions();
+    auto copy = torch::make_intrusive<metatomic_torch::SystemHolder>(
         system->types(), positions, cell.to(positions.scalar_type()).to(positions.device()), pbc.to(positions.device())
     );
     for (const auto& options: system->known_neighbor_lists()) {
         auto block = system->get_neighbor_list(options);
-        auto copy = torch::make_intrusive<metatensor_torch::TensorBlockHolder>(
-            block->values().detach(), block->samples(), block->components(), block->properties()
-        );
-        detached->add_neighbor_list(options, copy);
+        if (detach) {
+            block = torch::make_intrusive<metatensor_torch::TensorBlockHolder>(
+                block->values().detach(), block->samples(), block->components(), block->properties()
+            );
+        }
+        copy->add_neighbor_list(options, block);
     }
-    return detached;
+    return copy;
 }
 
 }  // namespace mlipdrive

@@ -47,12 +47,19 @@ struct PerAtomValues {
     torch::Tensor values;
     torch::Tensor atoms;
 };
-PerAtomValues per_atom_values(const metatensor_torch::TensorBlock& block, int64_t width);
+/// Checks the block's shape against metatomic's definition of a per-atom output:
+/// a std::runtime_error naming `output`, both shapes and `advice` otherwise.
+PerAtomValues per_atom_values(const metatensor_torch::TensorBlock& block, int64_t width, const std::string& output,
+                              const std::string& advice);
 
-/// The same System without autograd leaves, with `cell` and `pbc` (the box):
-/// what the model sees in non-conservative mode, where no gradient is taken and
-/// the stress head needs the volume of the box (also in the ghosts layout,
-/// whose pairs keep zero cell shifts).
-metatomic_torch::System detached_system(const metatomic_torch::System& system, torch::Tensor cell, torch::Tensor pbc);
+/// "(3, 3, 1)": a shape as the messages write it (as Python's).
+std::string shape_text(const std::vector<int64_t>& shape);
+
+/// The same System with `cell` and `pbc` (the box), and without autograd leaves
+/// when `detach`: what a stress head sees (its 1/volume is the structure's, also
+/// in the layouts that keep ghosts, whose pairs keep zero cell shifts along the
+/// cut axes), and a non-conservative step without any gradient.
+metatomic_torch::System system_with_cell(const metatomic_torch::System& system, torch::Tensor cell, torch::Tensor pbc,
+                                         bool detach);
 
 }  // namespace mlipdrive

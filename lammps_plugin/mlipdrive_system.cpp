@@ -11,6 +11,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include "atom.h"
 #include "domain.h"
@@ -116,13 +117,15 @@ SystemAdaptor::SystemAdaptor(
     std::vector<PairRequest> requests,
     Layout layout,
     torch::Device device,
-    torch::ScalarType dtype
+    torch::ScalarType dtype,
+    bool use_atom_map
 ):
     lmp_(lmp),
     requests_(std::move(requests)),
     layout_(layout),
     device_(device),
     dtype_(dtype),
+    use_atom_map_(use_atom_map),
     positions_buffer_(3, dtype) {
     if (dtype_ != torch::kFloat32 && dtype_ != torch::kFloat64) {
         throw std::runtime_error(std::string("model dtype ") + c10::toString(dtype_) +
@@ -149,18 +152,26 @@ static void fractional(const double* h_inv, const double* d, double* s) {
     s[2] = h_inv[2] * d[2];
 }
 
-void SystemAdaptor::chain_copies(std::vector<int>& head, std::vector<int>& next) const {
-    const int nall = lmp_->atom->nlocal + lmp_->atom->nghost;
-    const tagint* tag = lmp_->atom->tag;
-    tagint max_tag = 0;
-    for (int i = 0; i < nall; i++) {
-        max_tag = std::max(max_tag, tag[i]);
-    }
-    head.assign(static_cast<size_t>(max_tag) + 1, -1);
+void SystemAdaptor::chain_copies(std::vector<int>& next) const {
+    const Atom* atom = lmp_->atom;
+    const int nall = atom->nlocal + atom->nghost;
     next.assign(nall, -1);
+    // LAMMPS's atom map, where the input has one (atom_modify map, molecular
+    // styles, fix neb...): borders() chains every copy of an ID in sametag, in
+    // LAMMPS order. Else a hash of this rank's IDs: O(local + ghost atoms) either
+    // way, never an array sized by the largest ID (IDs may reach 2^31 - 1)
+    if (use_atom_map_ && atom->map_style != 0 && atom->sametag != nullptr) {
+        std::copy(atom->sametag, atom->sametag + nall, next.begin());
+        return;
+    }
+    std::unordered_map<tagint, int> later;
+    later.reserve(static_cast<size_t>(nall));
     for (int i = nall - 1; i >= 0; i--) {
-        next[i] = head[tag[i]];
-        head[tag[i]] = i;
+        auto found = later.try_emplace(atom->tag[i], i);
+        if (!found.second) {
+            next[i] = found.first->second;
+            found.first->second = i;
+        }
     }
 }
 
@@ -195,9 +206,8 @@ bool SystemAdaptor::same_copy(int i, int j) const {
 
 void SystemAdaptor::find_representatives() {
     const int nall = lmp_->atom->nlocal + lmp_->atom->nghost;
-    std::vector<int> head;
     std::vector<int> next;
-    chain_copies(head, next);
+    chain_copies(next);
     representative_.assign(nall, -1);
     image_shift_.assign(3 * static_cast<size_t>(nall), 0);
     // each unassigned atom starts a group: its later copies that are the same

@@ -176,7 +176,8 @@ public:
         std::vector<PairRequest> requests,
         Layout layout,
         torch::Device device,
-        torch::ScalarType dtype
+        torch::ScalarType dtype,
+        bool use_atom_map = true
     );
 
     /// Build the System of the current step. `list_rebuilt` says that LAMMPS
@@ -200,13 +201,24 @@ public:
     /// selected_atoms for the evaluation options: the local atoms (when ghosts are kept)
     torch::optional<metatensor_torch::Labels> selected_atoms;
 
+    /// System index of the atom that stands for LAMMPS atom i in pairs (its
+    /// representative's; -1: not in the System)
+    int32_t system_atom_of(int i) const {
+        return i < static_cast<int>(pair_index_.size()) ? pair_index_[i] : -1;
+    }
+    /// this step's samples (first_atom, second_atom, cell shift) of one request
+    torch::Tensor samples(size_t request_index) const { return pairs_[request_index].samples.rows(); }
+    const std::vector<PairRequest>& requests() const { return requests_; }
+    const Layout& layout() const { return layout_; }
+    torch::ScalarType dtype() const { return dtype_; }
+
 private:
     /// each LAMMPS atom's representative (itself, or the atom it images along
     /// the folded axes) and its cell shift relative to it
     void find_representatives();
-    /// the LAMMPS atoms of each atom ID, chained in LAMMPS order: head[tag]
-    /// is the first, next[i] the one after i (-1: none)
-    void chain_copies(std::vector<int>& head, std::vector<int>& next) const;
+    /// the LAMMPS atoms of each atom ID, chained in LAMMPS order: next[i] is
+    /// the copy of i's ID after i (-1: none); memory O(local + ghost atoms)
+    void chain_copies(std::vector<int>& next) const;
     /// how far atom i is from the middle of the box along the folded axes
     /// (fractional coordinates; -1 for a local atom, which always represents)
     double centring(int i) const;
@@ -242,6 +254,8 @@ private:
     Layout layout_;
     torch::Device device_;
     torch::ScalarType dtype_;
+    /// chain the copies of an ID through LAMMPS's atom map where it has one
+    bool use_atom_map_;
 
     /// System index of each LAMMPS atom (-1: not in the System)
     std::vector<int> system_index_;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <typeinfo>
 
 #include <torch/cuda.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
@@ -42,6 +43,7 @@
 #include "mlipdrive_python_rules.h"
 #include "mlipdrive_system.h"
 #include "mlipdrive_uncertainty.h"
+#include "mlipdrive_verify.h"
 
 using namespace LAMMPS_NS;
 
@@ -82,11 +84,31 @@ static std::string element_name(int z) {
     return std::to_string(z);
 }
 
+/// FNV-1a (64 bits) of a file's bytes, in hex; empty if it cannot be read.
+static std::string file_digest(const std::string& path) {
+    FILE* file = fopen(path.c_str(), "rb");
+    if (file == nullptr) {
+        return "";
+    }
+    uint64_t hash = 1469598103934665603ULL;
+    char buffer[1 << 16];
+    size_t count = 0;
+    while ((count = fread(buffer, 1, sizeof(buffer), file)) > 0) {
+        for (size_t k = 0; k < count; k++) {
+            hash = (hash ^ static_cast<unsigned char>(buffer[k])) * 1099511628211ULL;
+        }
+    }
+    fclose(file);
+    return fmt::format("{:016x}", hash);
+}
+
 /// What the pair style keeps between calls; all torch objects live here.
 struct PairState {
     // ---- from pair_style
     /// path of the model file
     std::string model_path;
+    /// digest of the model file's bytes as loaded (rank 0), kept in restart files
+    std::string model_digest;
     /// TorchScript extensions directory, if given
     std::optional<std::string> extensions;
     /// 'device' keyword as given
@@ -125,9 +147,12 @@ struct PairState {
     /// which axes fold ghost images, whether other ghosts are System atoms
     mlipdrive::Layout layout;
     std::unique_ptr<SystemAdaptor> adaptor;
+    /// verify on: the System built from scratch at every step, to compare
+    std::unique_ptr<SystemAdaptor> fresh;
 
-    // ---- change detection between steps
+    // ---- what LAMMPS's neighbour list was at the last step (see list_rebuilt)
     bigint last_neighbor_calls = -1;
+    bigint last_build_step = -1;
     NeighList* last_list = nullptr;
     int last_nlocal = -1;
     int last_nghost = -1;
@@ -139,9 +164,14 @@ struct PairState {
     double time_store = 0.0;
     /// the uncertainty check alone (copy, MPI reduction, message), not the model's head
     double time_check = 0.0;
+    /// verify on: building the System from scratch and comparing
+    double time_verify = 0.0;
     long evaluations = 0;
     /// the pairs' forces before they join f, when only the global virial is asked
     std::vector<double> scratch_forces;
+    /// non_conservative forces: the energy's gradient forces, not used (rows of 3)
+    std::vector<double> discarded_forces;
+    std::vector<double*> discarded_rows;
 };
 
 static double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -295,6 +325,9 @@ void PairMlipdrive::settings(int narg, char** arg) {
     }
 
     load(state->model_path);
+    if (comm->me == 0) {
+        state->model_digest = mlipdrive::file_digest(state->model_path);
+    }
     // setflag and cutsq are allocated by pair_coeff: here the box (and so the
     // number of atom types) may not exist yet
     style_args.assign(arg, arg + narg);
@@ -399,10 +432,13 @@ static std::string describe_outputs(const PairState& s) {
         text += fmt::format("mlipdrive: uncertainty check on '{}': {} above {:g} eV/atom\n", chosen.uncertainty,
                             s.settings.uncertainty_action == "stop" ? "stop" : "warn", s.settings.uncertainty_threshold);
     }
-    if (s.settings.non_conservative) {
-        text += fmt::format("mlipdrive: non_conservative: forces from '{}', stress from '{}' (no backward "
-                            "pass; not energy-conserving: use a thermostat)\n", chosen.non_conservative_forces,
-                            chosen.non_conservative_stress.empty() ? "none" : chosen.non_conservative_stress);
+    if (s.settings.non_conservative != "off") {
+        const auto from = [](const std::string& head) { return head.empty() ? std::string("the energy's gradients")
+                                                                           : "'" + head + "'"; };
+        text += fmt::format("mlipdrive: non_conservative {}: forces from {}, stress from {}{}\n",
+                            s.settings.non_conservative, from(chosen.non_conservative_forces),
+                            from(chosen.non_conservative_stress),
+                            chosen.non_conservative_forces.empty() ? "" : " (not energy-conserving: use a thermostat)");
     }
     if (s.settings.scale != 1.0) {
         text += fmt::format("mlipdrive: energy, forces and virial scaled by {:g}\n", s.settings.scale);
@@ -452,7 +488,7 @@ void PairMlipdrive::load(const std::string& path) {
         mlipdrive::add_lammps_notes(s);
         mlipdrive::read_ranges(s);
     } catch (const std::exception& e) {
-        error->all(FLERR, "pair_style mlipdrive: {}", e.what());
+        error->all(FLERR, "pair_style mlipdrive: {}", mlipdrive::error_text(e));
     }
     try {
         energy_unit = mlipdrive::check_units(s.model, s.units, s.outputs.energy);
@@ -595,11 +631,22 @@ void PairMlipdrive::init_style() {
     s.adaptor = std::make_unique<mlipdrive::SystemAdaptor>(
         lmp, s.requests, s.layout, s.model.device, s.model.dtype
     );
-    s.last_neighbor_calls = -1;
+    s.fresh.reset();
+    if (s.settings.verify) {
+        // its own chain of the copies of each ID, not LAMMPS's atom map
+        s.fresh = std::make_unique<mlipdrive::SystemAdaptor>(
+            lmp, s.requests, s.layout, s.model.device, s.model.dtype, false
+        );
+    }
+    s.last_list = nullptr;
     const bool heap_kept = mlipdrive::keep_large_allocations();
     if (comm->me == 0) {
         utils::logmesg(lmp, "mlipdrive: {} layout ({}), {} MPI rank(s)\n", s.layout.name(),
                        s.layout.description(), comm->nprocs);
+        if (s.settings.verify) {
+            utils::logmesg(lmp, "mlipdrive: verify on: at every step the System is also built from scratch "
+                           "and compared with the one kept from earlier steps\n");
+        }
         utils::logmesg(lmp, "mlipdrive: freed memory {} in the heap between steps{}\n",
                        heap_kept ? "stays" : "does not stay",
                        heap_kept ? " (faster above ~1e5 atoms, higher peak RSS; MALLOC_MMAP_THRESHOLD_ overrides)"
@@ -659,7 +706,8 @@ void PairMlipdrive::choose_layout() {
                    "use 'mode periodic' (or auto) on one MPI rank");
     }
     if (s.requests.empty()) {
-        error->all(FLERR, "the model asks for no neighbour list; pair_style mlipdrive needs at least one");
+        error->all(FLERR, "pair_style mlipdrive: {}",
+                   mlipdrive::no_neighbor_lists_message(s.model.name.empty() ? "model" : s.model.name));
     }
     if (!std::isfinite(s.max_cutoff) || s.max_cutoff <= 0.0) {
         error->all(FLERR, "the model's neighbour-list cutoff is {}; LAMMPS needs a finite positive one",
@@ -1022,7 +1070,8 @@ static double energy_value(const torch::Tensor& total) {
 static void read_uncertainty(const PairState& s, const c10::Dict<c10::IValue, c10::IValue>& outputs,
                              Evaluation& evaluation) {
     if (!s.outputs.uncertainty.empty()) {
-        evaluation.uncertainty = per_atom_values(block_of(outputs, s.outputs.uncertainty), 1);
+        evaluation.uncertainty = per_atom_values(block_of(outputs, s.outputs.uncertainty), 1, s.outputs.uncertainty,
+                                                 uncertainty_advice_message());
     }
 }
 
@@ -1056,34 +1105,65 @@ static Evaluation evaluate_conservative(PairState& s, bool per_atom) {
     return evaluation;
 }
 
-/// Forward pass only, forces and stress from the model's non-conservative heads,
-/// on the System without autograd leaves and with the box (see detached_system).
-static Evaluation evaluate_direct(PairState& s, const Request& request, const torch::Tensor& cell,
-                                  const torch::Tensor& pbc) {
-    auto start = std::chrono::steady_clock::now();
-    auto system = detached_system(s.adaptor->system, cell, pbc);
-    auto outputs = run_model(s, system, request);
-    Evaluation evaluation;
+/// The heads' forces (request.forces) and stress as a virial (request.stress),
+/// scaled; `cell` gives the volume.
+static void read_heads(const PairState& s, const c10::Dict<c10::IValue, c10::IValue>& outputs, const Request& request,
+                       const torch::Tensor& cell, Evaluation& evaluation) {
     const double scale = s.settings.scale;
-    if (request.energy) {
-        evaluation.energies = energies_of(block_of(outputs, s.outputs.energy), request.per_atom_energy);
-        evaluation.energy = scale * energy_value(evaluation.energies.values.sum());
-        evaluation.energies.values = evaluation.energies.values.detach() * scale;
-    }
-    read_uncertainty(s, outputs, evaluation);
-    evaluation.forces = per_atom_values(block_of(outputs, s.outputs.non_conservative_forces), 3);
-    evaluation.forces.values.mul_(scale);
-    if (!torch::isfinite(evaluation.forces.values).all().item<bool>()) {
-        throw std::runtime_error("the model returned non-finite non-conservative forces");
+    if (request.forces) {
+        evaluation.forces = per_atom_values(block_of(outputs, s.outputs.non_conservative_forces), 3,
+                                           s.outputs.non_conservative_forces, head_advice_message());
+        evaluation.forces.values.mul_(scale);
+        if (!torch::isfinite(evaluation.forces.values).all().item<bool>()) {
+            throw std::runtime_error("the model returned non-finite non-conservative forces");
+        }
     }
     if (request.stress) {
         auto stress = block_of(outputs, s.outputs.non_conservative_stress)->values();
+        const std::vector<int64_t> expected = {1, 3, 3, 1};
+        if (stress.sizes().vec() != expected) {
+            throw std::runtime_error(output_shape_message(
+                s.outputs.non_conservative_stress, shape_text(stress.sizes().vec()), shape_text(expected),
+                "one 3x3 matrix per structure", head_advice_message()
+            ));
+        }
         stress = stress.detach().to(torch::kCPU).to(torch::kFloat64).reshape({3, 3});
         // virial = -stress * volume (LAMMPS's sign, sum r (x) f)
         const double volume = std::abs(torch::det(cell.to(torch::kCPU).to(torch::kFloat64)).item<double>());
         evaluation.virial = -scale * volume * stress;
     }
+}
+
+/// One forward pass on `system` with forces and/or stress from the model's heads
+/// (non_conservative on, forces or stress); with `gradients`, also the energy's
+/// gradients, for what the heads do not give (forces, or the virial).
+static Evaluation evaluate_heads(PairState& s, const Request& request, const metatomic_torch::System& system,
+                                 const torch::Tensor& cell, bool gradients) {
+    auto start = std::chrono::steady_clock::now();
+    auto outputs = run_model(s, system, request);
+    Evaluation evaluation;
+    torch::Tensor total;
+    if (request.energy) {
+        evaluation.energies = energies_of(block_of(outputs, s.outputs.energy), request.per_atom_energy);
+        total = evaluation.energies.values.sum();
+    }
+    read_uncertainty(s, outputs, evaluation);
+    read_heads(s, outputs, request, cell, evaluation);
     s.time_forward += seconds_since(start);
+    if (gradients) {
+        start = std::chrono::steady_clock::now();
+        evaluation.gradients = differentiate(*s.adaptor, total);
+        for (auto& gradient: evaluation.gradients) {
+            if (gradient.defined() && s.settings.scale != 1.0) {
+                gradient.mul_(s.settings.scale);
+            }
+        }
+        s.time_backward += seconds_since(start);
+    }
+    if (request.energy) {
+        evaluation.energy = s.settings.scale * energy_value(total);
+        evaluation.energies.values = evaluation.energies.values.detach() * s.settings.scale;
+    }
     return evaluation;
 }
 
@@ -1093,24 +1173,44 @@ static Evaluation evaluate_direct(PairState& s, const Request& request, const to
    one step: LAMMPS frame -> System, forward, backward, forces and virial back
 ------------------------------------------------------------------------- */
 
-bool PairMlipdrive::atoms_changed() {
+bool PairMlipdrive::list_rebuilt() {
+    // The signals LAMMPS guarantees (ARCHITECTURE.md, "What the plugin keeps
+    // between steps"): every setup()/setup_minimal() (run, rerun frames, minimize,
+    // NEB stages, PRD/TAD/temper events) runs with update->setupflag set, builds
+    // the list (or, with 'pre no', keeps it) and resets neighbor->ncalls; every
+    // other build increments ncalls and stamps neighbor->lastcall with the step.
     auto& s = *state;
-    const bool changed = neighbor->ncalls != s.last_neighbor_calls || list != s.last_list ||
+    const bool rebuilt = update->setupflag != 0 || neighbor->ncalls != s.last_neighbor_calls ||
+                         neighbor->lastcall != s.last_build_step || list != s.last_list ||
                          atom->nlocal != s.last_nlocal || atom->nghost != s.last_nghost;
     s.last_neighbor_calls = neighbor->ncalls;
+    s.last_build_step = neighbor->lastcall;
     s.last_list = list;
     s.last_nlocal = atom->nlocal;
     s.last_nghost = atom->nghost;
-    return changed;
+    return rebuilt;
+}
+
+std::string PairMlipdrive::verify_system() {
+    auto& s = *state;
+    const auto start = std::chrono::steady_clock::now();
+    s.fresh->update(list, true, s.atomic_numbers, false);
+    auto difference = mlipdrive::first_difference(*s.adaptor, *s.fresh, lmp);
+    s.fresh->system = metatomic_torch::System();
+    s.time_verify += mlipdrive::seconds_since(start);
+    return difference;
 }
 
 void PairMlipdrive::compute(int eflag, int vflag) {
     ev_init(eflag, vflag);
     auto& s = *state;
-    auto& adaptor = *s.adaptor;
-    const bool direct = s.settings.non_conservative;
-    if (direct) {
-        check_direct_virial();
+    const bool head_stress = mlipdrive::stress_from_head(s.settings);
+    if (s.settings.non_conservative != "off") {
+        check_head_virial();
+    }
+    if (eflag_atom && s.model.capabilities->outputs().at(s.outputs.energy)->sample_kind() != "atom") {
+        error->all(FLERR, "pair_style mlipdrive: {}", mlipdrive::no_per_atom_energy_message(
+            s.model.name.empty() ? "model" : s.model.name, s.outputs.energy));
     }
     mlipdrive::Tally tally;
     tally.f = atom->f;
@@ -1119,46 +1219,122 @@ void PairMlipdrive::compute(int eflag, int vflag) {
     tally.n_all = atom->nlocal + atom->nghost;
     tally.scratch = &s.scratch_forces;
     mlipdrive::Evaluation evaluation;
+    std::string difference;
     try {
         auto start = std::chrono::steady_clock::now();
         // the cell gradient carries the virial of a periodic model's own use of the cell
-        adaptor.update(list, atoms_changed(), s.atomic_numbers,
-                       !direct && s.layout.any_folded() && tally.need_virial());
+        s.adaptor->update(list, list_rebuilt(), s.atomic_numbers,
+                          !head_stress && s.layout.any_folded() && tally.need_virial());
         s.time_system += mlipdrive::seconds_since(start);
-        // an empty sub-domain (or only NULL types here) evaluates nothing, but
-        // takes part in the collective steps below
-        if (adaptor.n_local > 0 && direct) {
-            mlipdrive::Request request;
-            request.energy = eflag_either != 0;
-            request.per_atom_energy = eflag_atom != 0;
-            request.forces = true;
-            request.stress = vflag_global != 0;
-            torch::Tensor pbc;
-            const std::array<bool, 3> periodic = {domain->xperiodic != 0, domain->yperiodic != 0,
-                                                  domain->zperiodic != 0};
-            auto cell = mlipdrive::box_cell(domain, periodic, pbc);
-            evaluation = mlipdrive::evaluate_direct(s, request, cell, pbc);
-        } else if (adaptor.n_local > 0) {
-            evaluation = mlipdrive::evaluate_conservative(s, eflag_atom != 0);
-        }
-
-        start = std::chrono::steady_clock::now();
-        if (direct) {
-            store_direct(evaluation, tally);
-        } else if (adaptor.n_local > 0) {
+        difference = s.fresh ? verify_system() : std::string();
+        if (difference.empty()) {
+            evaluation = evaluate(tally.need_virial());
+            start = std::chrono::steady_clock::now();
             store(evaluation, tally);
+            s.time_store += mlipdrive::seconds_since(start);
         }
-        s.time_store += mlipdrive::seconds_since(start);
-        s.evaluations += adaptor.n_local > 0 ? 1 : 0;
     } catch (const std::exception& e) {
-        error->one(FLERR, "pair_style mlipdrive on rank {} at step {}: {}; check the structure (atoms too "
-                   "close or overlapping? lost atoms? too large a timestep?) and that the model suits "
-                   "these elements", comm->me, update->ntimestep, e.what());
+        error->one(FLERR, "pair_style mlipdrive on rank {} at step {}: {}", comm->me, update->ntimestep,
+                   evaluation_failure(e));
+    }
+    // outside the try: LAMMPS's errors are exceptions
+    if (!difference.empty()) {
+        error->one(FLERR, "pair_style mlipdrive verify: at step {} on rank {}, the System kept from earlier "
+                   "steps differs from one built from scratch: {}. This is a fault of mlipdrive's caches: "
+                   "please report it with this input ('verify off' runs without the check)",
+                   update->ntimestep, comm->me, difference);
     }
     check_uncertainty(evaluation);
 }
 
+std::string PairMlipdrive::evaluation_failure(const std::exception& exception) const {
+    const auto error = mlipdrive::error_text(exception);
+    // an error raised inside the model (torch's c10::Error, TorchScript's
+    // JITException), not one of the plugin's own checks (plain std::runtime_error)
+    const bool in_model = typeid(exception) != typeid(std::runtime_error);
+    if (!state->layout.keeps_ghosts || !in_model) {
+        return error + "; check the structure (atoms too close or overlapping? lost atoms? too large a "
+                       "timestep?) and that the model suits these elements";
+    }
+    // local + ghost atoms of one domain: the model may not work on a piece of the structure
+    const auto one_rank = comm->nprocs > 1
+        ? std::string("Run it on one MPI rank (plain lmp, or mpirun -np 1), where the System is the whole "
+                      "periodic box, or check the structure (atoms too close or overlapping? lost atoms?).")
+        : std::string("Remove 'mode ghosts' (the default mode folds ghosts onto their atoms on one rank), or "
+                      "check the structure (atoms too close or overlapping? lost atoms?).");
+    return mlipdrive::split_evaluation_failed_message(error, one_rank);
+}
+
+mlipdrive::Evaluation PairMlipdrive::evaluate(bool need_virial) {
+    auto& s = *state;
+    // an empty sub-domain (or only NULL types here) evaluates nothing, but
+    // takes part in the collective steps after it
+    if (s.adaptor->n_local == 0) {
+        return mlipdrive::Evaluation();
+    }
+    s.evaluations++;
+    const bool head_forces = mlipdrive::forces_from_head(s.settings);
+    const bool head_stress = mlipdrive::stress_from_head(s.settings);
+    if (!head_forces && !head_stress) {
+        return mlipdrive::evaluate_conservative(s, eflag_atom != 0);
+    }
+    mlipdrive::Request request;
+    request.forces = head_forces;
+    request.stress = head_stress && vflag_global;
+    // the energy's gradients give what the heads do not: the forces, or the virial
+    const bool gradients = !head_forces || (!head_stress && need_virial);
+    request.energy = eflag_either != 0 || gradients;
+    request.per_atom_energy = eflag_atom != 0;
+    torch::Tensor pbc;
+    const std::array<bool, 3> periodic = {domain->xperiodic != 0, domain->yperiodic != 0, domain->zperiodic != 0};
+    auto cell = mlipdrive::box_cell(domain, periodic, pbc);
+    // a stress head gets the box as the cell (the volume of the structure, also
+    // where ghosts are kept); no autograd leaves where no gradient is taken
+    auto system = s.adaptor->system;
+    if (!gradients || head_stress) {
+        system = mlipdrive::system_with_cell(system, cell, pbc, !gradients);
+    }
+    return mlipdrive::evaluate_heads(s, request, system, cell, gradients);
+}
+
 void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
+    auto& s = *state;
+    const bool head_forces = mlipdrive::forces_from_head(s.settings);
+    const bool head_stress = mlipdrive::stress_from_head(s.settings);
+    if (head_forces) {
+        // a collective (the net force is removed over all ranks): every rank comes here
+        store_head_forces(evaluation, tally);
+    }
+    if (!evaluation.gradients.empty()) {
+        mlipdrive::Tally from_gradients = tally;
+        if (head_forces) {
+            // the gradients give the virial only: their forces go to a scratch array
+            s.discarded_forces.assign(3 * static_cast<size_t>(tally.n_all), 0.0);
+            s.discarded_rows.resize(tally.n_all);
+            for (int i = 0; i < tally.n_all; i++) {
+                s.discarded_rows[i] = &s.discarded_forces[3 * static_cast<size_t>(i)];
+            }
+            from_gradients.f = s.discarded_rows.data();
+        }
+        if (head_stress) {
+            from_gradients.global_virial = false;
+            from_gradients.vatom = nullptr;
+        }
+        store_gradients(evaluation, from_gradients);
+    }
+    if (head_stress && tally.global_virial && evaluation.virial.defined()) {
+        auto w = evaluation.virial.accessor<double, 2>();
+        virial[0] += w[0][0];
+        virial[1] += w[1][1];
+        virial[2] += w[2][2];
+        virial[3] += 0.5 * (w[0][1] + w[1][0]);
+        virial[4] += 0.5 * (w[0][2] + w[2][0]);
+        virial[5] += 0.5 * (w[1][2] + w[2][1]);
+    }
+    store_energies(evaluation);
+}
+
+void PairMlipdrive::store_gradients(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
     auto& adaptor = *state->adaptor;
     const auto& gradients = evaluation.gradients;
     const size_t n_blocks = adaptor.blocks.size();
@@ -1172,7 +1348,6 @@ void PairMlipdrive::store(const mlipdrive::Evaluation& evaluation, mlipdrive::Ta
     for (int k = 0; k < 6 && tally.global_virial; k++) {
         virial[k] += tally.virial[k];
     }
-    store_energies(evaluation);
 }
 
 void PairMlipdrive::store_energies(const mlipdrive::Evaluation& evaluation) {
@@ -1195,28 +1370,31 @@ void PairMlipdrive::store_energies(const mlipdrive::Evaluation& evaluation) {
 }
 
 /* ----------------------------------------------------------------------
-   non_conservative on: forces and virial from the model's heads
+   non_conservative on, forces or stress: what comes from the model's heads
 ------------------------------------------------------------------------- */
 
-void PairMlipdrive::check_direct_virial() {
-    if (vflag_atom) {
-        error->all(FLERR, "pair_style mlipdrive: non_conservative on gives no per-atom virial (the "
-                   "model's stress head is per structure); remove the per-atom stress compute, or "
-                   "use non_conservative off");
+void PairMlipdrive::check_head_virial() {
+    auto& s = *state;
+    if (!mlipdrive::stress_from_head(s.settings)) {
+        return;
     }
-    if (vflag_global && state->outputs.non_conservative_stress.empty()) {
+    if (vflag_atom) {
+        error->all(FLERR, "pair_style mlipdrive: non_conservative {} gives no per-atom virial (the "
+                   "model's stress head is per structure); remove the per-atom stress compute, or "
+                   "use non_conservative off or forces", s.settings.non_conservative);
+    }
+    if (vflag_global && s.outputs.non_conservative_stress.empty()) {
         error->all(FLERR, "pair_style mlipdrive: this run needs the virial (pressure, a barostat or "
                    "compute pressure), but model '{}' has no non_conservative_stress output; use "
-                   "non_conservative off, or a thermo_style without press", state->model.name);
+                   "non_conservative off or forces, or a thermo_style without press", s.model.name);
     }
 }
 
-
-void PairMlipdrive::store_direct(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
+void PairMlipdrive::store_head_forces(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally) {
     auto& adaptor = *state->adaptor;
     const auto& forces = evaluation.forces;
     // the net force over the model's atoms of every rank is removed, as in
-    // metatomic's ASE and i-PI engines (a collective: every rank comes here)
+    // metatomic's ASE and i-PI engines
     double local[4] = {0.0, 0.0, 0.0, 0.0};
     const int64_t n = forces.values.defined() ? forces.values.size(0) : 0;
     const double* f = n ? forces.values.data_ptr<double>() : nullptr;
@@ -1240,16 +1418,6 @@ void PairMlipdrive::store_direct(const mlipdrive::Evaluation& evaluation, mlipdr
             }
         }
     }
-    if (tally.global_virial && evaluation.virial.defined()) {
-        auto w = evaluation.virial.accessor<double, 2>();
-        virial[0] += w[0][0];
-        virial[1] += w[1][1];
-        virial[2] += w[2][2];
-        virial[3] += 0.5 * (w[0][1] + w[1][0]);
-        virial[4] += 0.5 * (w[0][2] + w[2][0]);
-        virial[5] += 0.5 * (w[1][2] + w[2][1]);
-    }
-    store_energies(evaluation);
 }
 
 /* ----------------------------------------------------------------------
@@ -1351,6 +1519,10 @@ static std::vector<std::string> read_words(FILE* fp, LAMMPS* lmp) {
     return words;
 }
 
+/// The first word list of a restart file written since restart files carry the
+/// model's digest: this word, then the digest (older files start with pair_style's words).
+static const char* const DIGEST_MARKER = "mlipdrive-model-digest";
+
 static std::vector<char*> argv_of(std::vector<std::string>& words) {
     std::vector<char*> argv;
     for (auto& word: words) {
@@ -1362,6 +1534,7 @@ static std::vector<char*> argv_of(std::vector<std::string>& words) {
 }  // namespace mlipdrive
 
 void PairMlipdrive::write_restart(FILE* fp) {
+    mlipdrive::write_words(fp, {mlipdrive::DIGEST_MARKER, state->model_digest});
     mlipdrive::write_words(fp, style_args);
     mlipdrive::write_words(fp, coeff_args);
     // the restart file keeps comm_modify cutoff: remember that it was ours
@@ -1370,9 +1543,21 @@ void PairMlipdrive::write_restart(FILE* fp) {
 
 void PairMlipdrive::read_restart(FILE* fp) {
     auto style_words = mlipdrive::read_words(fp, lmp);
+    std::string digest;
+    if (style_words.size() == 2 && style_words[0] == mlipdrive::DIGEST_MARKER) {
+        digest = style_words[1];
+        style_words = mlipdrive::read_words(fp, lmp);
+    }
     auto coeff_words = mlipdrive::read_words(fp, lmp);
     auto style_argv = mlipdrive::argv_of(style_words);
     settings(static_cast<int>(style_argv.size()), style_argv.data());
+    if (comm->me == 0 && !digest.empty() && digest != state->model_digest) {
+        error->warning(FLERR, "pair_style mlipdrive: model file {} is not the one this restart file was "
+                       "written with (its bytes changed: digest {} then, {} now); the run goes on with the "
+                       "model now at that path. Give 'pair_style mlipdrive' with the model you mean after "
+                       "read_restart to silence this", state->model_path, digest,
+                       state->model_digest.empty() ? "unreadable" : state->model_digest);
+    }
     if (!coeff_words.empty()) {
         auto coeff_argv = mlipdrive::argv_of(coeff_words);
         coeff(static_cast<int>(coeff_argv.size()), coeff_argv.data());
@@ -1396,10 +1581,11 @@ void PairMlipdrive::finish() {
     const auto& adaptor = *s.adaptor;
     utils::logmesg(lmp, "mlipdrive: System on rank 0: {} local + {} ghost atom(s) (last evaluation)\n",
                    adaptor.n_local, adaptor.lammps_index.size() - adaptor.n_local);
+    const auto verify = s.fresh ? fmt::format(", verify {:.3f}", s.time_verify * scale) : std::string();
     utils::logmesg(lmp, "mlipdrive: {} evaluations on rank 0, ms per evaluation: system {:.3f}, "
-                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}{}\n",
+                   "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}{}{}\n",
                    s.evaluations, s.time_system * scale, s.time_forward * scale, s.time_backward * scale,
-                   s.time_store * scale, check);
-    s.time_system = s.time_forward = s.time_backward = s.time_store = s.time_check = 0.0;
+                   s.time_store * scale, check, verify);
+    s.time_system = s.time_forward = s.time_backward = s.time_store = s.time_check = s.time_verify = 0.0;
     s.evaluations = 0;
 }

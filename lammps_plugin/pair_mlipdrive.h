@@ -9,11 +9,12 @@
  *
  * KEY VALUE: every row of the settings table in driver/mlipdrive/settings.py
  * (dtype, threads, check_consistency, variant, variant/energy,
- * uncertainty_threshold, non_conservative, scale, ...), applied over the preset.
+ * uncertainty_threshold, non_conservative, scale, verify, ...), applied over the preset.
  */
 #ifndef MLIPDRIVE_PAIR_MLIPDRIVE_H
 #define MLIPDRIVE_PAIR_MLIPDRIVE_H
 
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,16 +66,29 @@ private:
     void check_run_setup();
     /// the System's layout (periodic, mixed or ghosts: mlipdrive_system.h) into the state
     void choose_layout();
-    /// LAMMPS rebuilt its neighbour list, or the number of atoms changed
-    bool atoms_changed();
+    /// LAMMPS rebuilt its neighbour list (or may have: any setup), or the
+    /// number of atoms changed, since the last step
+    bool list_rebuilt();
+    /// verify on: the first difference between the kept System and one built
+    /// from scratch (empty if none)
+    std::string verify_system();
+    /// the message for an evaluation that threw: for an error inside the model in a
+    /// split layout, that the model may not support domain decomposition and how
+    /// to run it whole
+    std::string evaluation_failure(const std::exception& exception) const;
+    /// this step's model outputs (conservative, or with the heads the settings ask for)
+    mlipdrive::Evaluation evaluate(bool need_virial);
     /// forces, virial and energies of one evaluation into LAMMPS's arrays
     void store(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
+    /// the energy's gradients as forces (into tally.f) and virial
+    void store_gradients(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
     /// the energies alone (eng_vdwl, eatom)
     void store_energies(const mlipdrive::Evaluation& evaluation);
-    /// non_conservative: the heads' forces (net force removed over all ranks) and virial
-    void store_direct(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
-    /// non_conservative: an error if this step needs a virial the model cannot give
-    void check_direct_virial();
+    /// non_conservative on/forces: the head's forces, net force removed over all
+    /// ranks (a collective operation)
+    void store_head_forces(const mlipdrive::Evaluation& evaluation, mlipdrive::Tally& tally);
+    /// stress from the head: an error if this step needs a virial the model cannot give
+    void check_head_virial();
     /// the uncertainty check of one step (a collective operation)
     void check_uncertainty(const mlipdrive::Evaluation& evaluation);
 

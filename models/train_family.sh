@@ -99,11 +99,12 @@ export_model() {
     ls -l "$2"
 }
 
-# runtime_extensions: the runtime venv's extensions directory (sphericart-torch)
+# runtime_extensions [PACKAGE]: the runtime venv's extensions directory, which
+# must hold PACKAGE (default sphericart: sphericart-torch; featomic for GAP)
 runtime_extensions() {
-    local extensions="$RUNTIME_VENV/extensions"
-    if [ ! -d "$extensions/sphericart" ]; then
-        echo "error: $extensions has no sphericart-torch; run tools/setup_env.sh (make setup)" >&2
+    local extensions="$RUNTIME_VENV/extensions" package="${1:-sphericart}"
+    if [ ! -d "$extensions/$package" ]; then
+        echo "error: $extensions has no $package; run tools/setup_env.sh (make setup)" >&2
         exit 1
     fi
     echo "$extensions"

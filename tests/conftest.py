@@ -79,3 +79,32 @@ def model_family(request) -> ModelFamily:
         )
     import_python_modules(family)  # process-wide: sphericart's autograd formulas
     return family
+
+
+# ------------------------------------------------------------------- model kinds
+
+from model_kinds import KIND_NAMES, ModelKind, export_variants_only, model_kinds  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def variants_only_model(tmp_path_factory) -> pathlib.Path:
+    """Exact Cu/Al LJ whose only output is ``energy/xyz`` (tests/model_kinds.py)."""
+    return export_variants_only(tmp_path_factory.mktemp("models") / "variants-only.pt")
+
+
+@pytest.fixture(scope="session", params=KIND_NAMES, ids=KIND_NAMES)
+def model_kind(request, variants_only_model) -> ModelKind:
+    """Each kind of model of tests/model_kinds.py (GAP with TensorMap weights and
+    featomic-torch, SOAP-BPNN with sphericart-torch, variants only)."""
+    kind = model_kinds(variants_only_model)[request.param]
+    assert kind.family.path.is_file(), (
+        f"{kind.family.path} is missing: run models/{kind.family.name}/train.sh"
+    )
+    if kind.family.extensions is not None:
+        package = kind.family.extensions / kind.extension_package
+        assert package.is_dir(), (
+            f"{package} is missing: run tools/setup_env.sh (make setup), which "
+            "installs the models' TorchScript extensions there"
+        )
+    import_python_modules(kind.family)  # sphericart's autograd formulas
+    return kind

@@ -7,7 +7,9 @@ LAMMPS's energy, virial and the sums of its per-atom energies and virials to
 ``checkpoints.txt``. :func:`read_checkpoints` reads them back and
 :func:`compare_with_reference` evaluates the same structure with
 ``metatomic_ase.MetatomicCalculator``, an implementation that shares no code
-with ours, and returns the differences.
+with ours, and returns the differences. :func:`trace` lines dump the same every
+few steps of a run (and at the events of prd), without a run of their own;
+:func:`read_trace` reads them back.
 """
 
 import dataclasses
@@ -113,8 +115,13 @@ def read_dump_box(path: pathlib.Path):
     """Box rows (the restricted triclinic cell) and periodicity of a one-frame text dump."""
     lines = pathlib.Path(path).read_text().splitlines()
     start = lines.index(next(line for line in lines if line.startswith("ITEM: BOX BOUNDS")))
-    header = lines[start].split()[3:]
-    bounds = np.array([[float(v) for v in lines[start + k].split()] for k in (1, 2, 3)])
+    return dump_box(lines[start : start + 4])
+
+
+def dump_box(lines: Sequence[str]):
+    """Box rows and periodicity from a dump's ``ITEM: BOX BOUNDS`` line and the 3 after it."""
+    header = lines[0].split()[3:]
+    bounds = np.array([[float(v) for v in lines[k].split()] for k in (1, 2, 3)])
     triclinic = header[0] == "xy"
     flags = header[3:] if triclinic else header
     pbc = np.array([flag == "pp" for flag in flags])
@@ -127,6 +134,70 @@ def read_dump_box(path: pathlib.Path):
     zlo, zhi = bounds[2, 0], bounds[2, 1]
     cell = np.array([[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]])
     return cell, pbc
+
+
+_TRACE_COLUMNS = "id type x y z f_mlipdrive_raw[1] f_mlipdrive_raw[2] f_mlipdrive_raw[3] c_mlipdrive_pe " + " ".join(
+    f"c_mlipdrive_stress[{k}]" for k in range(1, 7)
+)
+
+
+def trace(every: int, name: str = "trace") -> str:
+    """LAMMPS lines that append to ``name.dump``, every ``every`` steps and whenever a
+    command writes all dumps (events of prd), the structure LAMMPS evaluated with the
+    pair style's forces, per-atom energies and virials (the computes of COMPUTES).
+
+    The forces are stored by ``fix store/force`` before any fix defined later adds its
+    own (langevin, indent, neb): put these lines before such fixes. ``name`` may hold
+    LAMMPS variables (``trace.${w}``: one file per partition).
+    """
+    return "fix mlipdrive_raw all store/force\n" + trace_dump(every, name)
+
+
+def trace_dump(every: int, name: str = "trace") -> str:
+    """The dump of :func:`trace` alone: to define it again after ``undump
+    mlipdrive_trace`` (read_dump resets the timestep only without dumps)."""
+    return "\n".join(
+        [
+            f"dump mlipdrive_trace all custom {every} {name}.dump {_TRACE_COLUMNS}",
+            "dump_modify mlipdrive_trace format float %.17g sort id append yes",
+        ]
+    )
+
+
+def read_trace(path: pathlib.Path, units: str = "metal") -> List[LammpsFrame]:
+    """Every frame of a :func:`trace` dump; the energy and virial are the sums of the
+    per-atom ones (thermo may not print at the steps a dump is written)."""
+    lines = pathlib.Path(path).read_text().splitlines() if pathlib.Path(path).exists() else []
+    frames, start = [], 0
+    while start < len(lines):
+        step, n_atoms = int(lines[start + 1]), int(lines[start + 3])
+        end = start + 9 + n_atoms
+        name = f"{pathlib.Path(path).stem}@{step}#{len(frames)}"
+        frames.append(_trace_frame(name, lines[start + 4 : start + 8], lines[start + 8 : end], units))
+        start = end
+    return frames
+
+
+def _trace_frame(name: str, box: Sequence[str], atoms: Sequence[str], units: str) -> LammpsFrame:
+    cell, pbc = dump_box(box)
+    rows = np.array([[float(v) for v in line.split()] for line in atoms[1:]]).reshape(-1, 15)
+    rows = rows[np.argsort(rows[:, 0])]
+    energies = rows[:, 8]
+    virial = -rows[:, 9:15].sum(axis=0) / NKTV2P[units]
+    return LammpsFrame(
+        name=name,
+        cell=cell,
+        pbc=pbc,
+        ids=rows[:, 0].astype(int),
+        types=rows[:, 1].astype(int),
+        positions=rows[:, 2:5],
+        forces=rows[:, 5:8],
+        energies=energies,
+        energy=float(energies.sum()),
+        energies_sum=float(energies.sum()),
+        virial=virial,
+        atom_virial_sum=virial,
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -208,9 +279,10 @@ def energy_limits(frame: LammpsFrame, family, units: str) -> Dict[str, float]:
 
 
 def assert_matches_reference(
-    frames: List[LammpsFrame], family, elements: Sequence[int], units: str = "metal"
+    frames: List[LammpsFrame], family, elements: Sequence[int], units: str = "metal", label: Optional[str] = None
 ) -> Dict[str, Dict[str, float]]:
-    """Every frame within the family's tolerances of the reference; the errors by frame."""
+    """Every frame within the family's tolerances of the reference; the errors by frame,
+    recorded under ``label`` (default: the family's name)."""
     failed, report = {}, {}
     for frame in frames:
         limits = {"forces": family.forces, "stress": family.stress, "stress/atom sum": family.stress}
@@ -220,7 +292,7 @@ def assert_matches_reference(
         over = {key: (value, limits[key]) for key, value in errors.items() if not value <= limits[key]}
         if over:
             failed[frame.name] = over
-    record(family.name, report)
+    record(label or family.name, report)
     assert not failed, f"{family.name}: (difference, limit) over the limits: {failed}"
     return report
 

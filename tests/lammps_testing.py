@@ -7,6 +7,7 @@ point, on every rank. ``tests/test_lammps_cli.py`` runs the console script itsel
 """
 
 import dataclasses
+import os
 import pathlib
 import re
 import subprocess
@@ -89,16 +90,21 @@ def run_lmp(
     timeout: float = LMP_TIMEOUT,
     name: str = "in.test",
     unset: Sequence[str] = (),
+    prefix: Sequence[str] = (),
+    arguments: Sequence[str] = (),
 ) -> LmpResult:
     """Write ``script`` to ``workdir/name`` and run it there with ``ranks`` MPI ranks,
-    without the environment variables named in ``unset``."""
+    without the environment variables named in ``unset``, the command behind
+    ``prefix`` (a wrapper program), ``arguments`` added to lmp's (``-partition 3x1``)."""
     plugin_path()  # a clear error when the plugin is not built
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / name).write_text(script)
-    command = lmp_command(name, ranks, ["-log", "none", "-echo", "none"])
+    command = [*prefix, *lmp_command(name, ranks, ["-log", "none", "-echo", "none", *arguments])]
     # tests share 2 cores with other tests: always yield while waiting
     env = lmp_environment(ranks=ranks) | {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1"}
+    if other_plugin_directory():
+        env["LAMMPS_PLUGIN_PATH"] = other_plugin_directory()
     for variable in unset:
         env.pop(variable, None)
     try:
@@ -118,6 +124,18 @@ def run_lmp(
     if check and result.returncode != 0:
         raise AssertionError(f"lmp failed ({result.returncode}):\n{result.output[-6000:]}")
     return result
+
+
+def other_plugin_directory() -> Optional[str]:
+    """Another build of the plugin that run_lmp loads instead of this environment's, to
+    show that a test fails on an earlier build: MLIPDRIVE_TEST_PLUGIN_DIR=/its/directory."""
+    return os.environ.get("MLIPDRIVE_TEST_PLUGIN_DIR") or None
+
+
+def verify_option() -> str:
+    """``verify on`` for pair_style mlipdrive (every step also checked against a System
+    built from scratch); nothing when another build is tested, which may not know it."""
+    return "" if other_plugin_directory() else "verify on"
 
 
 def expected_layout(output: str, boundary: str = "ppp", mode: str = "auto") -> str:
@@ -167,8 +185,9 @@ def lower_triangular(cell: np.ndarray, positions: np.ndarray):
     return new_cell, new_positions
 
 
-def write_data(path: pathlib.Path, cell, positions, types, masses: Dict[int, float]):
-    """A LAMMPS data file (atom_style atomic) for a lower-triangular cell."""
+def write_data(path: pathlib.Path, cell, positions, types, masses: Dict[int, float], ids=None):
+    """A LAMMPS data file (atom_style atomic) for a lower-triangular cell; atom
+    IDs 1..N unless ``ids`` are given."""
     cell = np.asarray(cell, dtype=float).tolist()  # plain floats: repr without np.float64
     assert abs(cell[0][1]) + abs(cell[0][2]) + abs(cell[1][2]) < 1e-12, "rotate the cell first"
     lines = [
@@ -187,9 +206,10 @@ def write_data(path: pathlib.Path, cell, positions, types, masses: Dict[int, flo
     ]
     lines += [f"{t} {float(m)!r}" for t, m in sorted(masses.items())]
     lines += ["", "Atoms # atomic", ""]
-    for index, (t, position) in enumerate(zip(types, positions)):
+    ids = range(1, len(positions) + 1) if ids is None else ids
+    for atom_id, t, position in zip(ids, types, positions):
         x, y, z = (repr(float(v)) for v in position)
-        lines.append(f"{index + 1} {t} {x} {y} {z}")
+        lines.append(f"{int(atom_id)} {t} {x} {y} {z}")
     pathlib.Path(path).write_text("\n".join(lines) + "\n")
 
 

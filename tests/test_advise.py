@@ -149,3 +149,42 @@ def test_advise_end_to_end(tmp_path):
     assert main(["advise", "--render", str(output / "advise.json"), "--output",
                  str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "advise.md").read_text() == text
+
+
+def lammps_commands(species, type_order=None, structure=None):
+    """advise's LAMMPS lines for a measured system of ``species`` (its data file's
+    type order) and, if known, the user's own type order (from ``structure``)."""
+    record = {"plan": {"model": "mace", "structure": structure},
+              "system": {"species": species, "type_order": type_order}}
+    row = {"engine": "lammps", "settings_values": {"preset": "turbo"}, "threads": 1,
+           "ranks": 2, "settings": "turbo"}
+    return advise_report.commands(record, row)
+
+
+def test_pair_coeff_line_spells_out_the_type_order():
+    """The measured data file has types in the model's order (Al Cu for the
+    shipped MACE), the reverse of examples/lammps/in.md: the line says which
+    element each type is, so that a pasted line cannot swap them silently."""
+    lines = lammps_commands(["Al", "Cu"])
+    coeff = [line for line in lines if line.startswith("pair_coeff")]
+    assert coeff == ["pair_coeff * * Al Cu   # type 1 = Al, type 2 = Cu: list YOUR data "
+                     "file's types in its order"]
+    assert not any("BLAS" in line or "preloaded" in line for line in lines)
+
+
+def test_pair_coeff_line_follows_the_users_data_file(tmp_path):
+    import ase.io
+
+    from mlipdrive.bench.advise import user_type_order
+    from structures import copper_aluminium
+
+    path = tmp_path / "system.lammps-data"
+    ase.io.write(path, copper_aluminium(), format="lammps-data", specorder=["Cu", "Al"],
+                 masses=True, units="metal")
+    assert user_type_order(str(path)) == ["Cu", "Al"]
+    copper_aluminium().write(tmp_path / "system.xyz")
+    assert user_type_order(str(tmp_path / "system.xyz")) is None
+    lines = lammps_commands(["Al", "Cu"], ["Cu", "Al"], str(path))
+    assert [line for line in lines if line.startswith("pair_coeff")] == [
+        f"pair_coeff * * Cu Al   # type 1 = Cu, type 2 = Al, as in {path}"
+    ]

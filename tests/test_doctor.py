@@ -88,3 +88,16 @@ def test_plugin_for_another_lammps_version(other_venv, tmp_path):
     assert ("mlipdrive plugin was built for LAMMPS version 20200101 (1 Jan 2020) but this is "
             "LAMMPS 20250722") in output
     assert "fix: mlipdrive build-plugin --lammps" in output
+
+
+@pytest.mark.parametrize("lmp,finding", [
+    ("/bin/true", "is not a LAMMPS executable (it printed no LAMMPS banner"),
+    ("/nope/lmp", "not found"),
+])
+def test_lmp_that_is_not_lammps(lmp, finding):
+    """--lmp naming something else is said so, with no plugin build for its folder."""
+    code, output = doctor(sys.executable, "--lmp", lmp)
+    assert code == 1, output
+    lines = [line for line in output.splitlines() if "true" in line or "nope" in line]
+    assert any(line.startswith("FAIL") and finding in line for line in lines), output
+    assert not any("build-plugin" in line or "version unknown" in line for line in lines), output

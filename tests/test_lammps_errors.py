@@ -209,3 +209,23 @@ def test_operator_without_autograd_is_an_error(tmp_path):
         torch.ops.loaded_libraries.intersection_update(loaded)
     result = run_lmp(tmp_path, script(f"mlipdrive {model} extensions {extensions}"), check=False)
     assert_error(result, "sphericart_torch::spherical_harmonics_with_gradients", "silently wrong")
+
+
+def test_restart_with_another_model_at_the_path_warns(tmp_path, lj_model, lj_two_layers):
+    """read_restart reloads the model from its path: a different file there is said."""
+    model = tmp_path / "model.pt"
+    model.write_bytes(pathlib.Path(lj_model).read_bytes())
+    write = script(f"mlipdrive {model}", after="run 0\nwrite_restart state.restart")
+    run_lmp(tmp_path, write)
+    read = "read_restart state.restart\nrun 0\n"
+    same = run_lmp(tmp_path, read, name="in.same")
+    assert "is not the one this restart file was written with" not in same.output
+    model.write_bytes(pathlib.Path(lj_two_layers).read_bytes())
+    other = run_lmp(tmp_path, read, name="in.other")
+    text = " ".join(other.output.split())
+    assert "WARNING" in text and f"model file {model} is not the one this restart file was written with" in text
+
+
+def test_directory_as_model(tmp_path):
+    result = run_lmp(tmp_path, script(f"mlipdrive {tmp_path}"), check=False)
+    assert_error(result, "is a directory, not a model file")

@@ -278,3 +278,23 @@ def test_settings_agree_with_python_driver(tmp_path, lj_model_unshifted, keyword
     plugin_table = settings_table(plugin.output, "mlipdrive: settings")
     assert plugin_table == python_table
     assert len(plugin_table) >= 9
+
+
+def test_numbered_style_names_under_hybrid_overlay(tmp_path, lj_model_unshifted):
+    """metatomic's mlipdrive_1, mlipdrive_2 spellings: two instances, one scaled by 0.5,
+    give 1.5 times lj/cut."""
+    plugin = "\n".join(
+        [
+            f"pair_style hybrid/overlay mlipdrive_1 {lj_model_unshifted} mlipdrive_2 {lj_model_unshifted} scale 0.5",
+            "pair_coeff * * mlipdrive_1 Ar",
+            "pair_coeff * * mlipdrive_2 Ar",
+        ]
+    )
+    reference = "\n".join(
+        [
+            f"pair_style hybrid/scaled 1.0 lj/cut {LJ_CUTOFF} 0.5 lj/cut {LJ_CUTOFF}",
+            f"pair_coeff * * lj/cut 1 {LJ_EPSILON} {LJ_SIGMA}",
+            f"pair_coeff * * lj/cut 2 {LJ_EPSILON} {LJ_SIGMA}",
+        ]
+    )
+    compare(tmp_path, plugin, reference, 1, runs=(50,))

@@ -43,6 +43,9 @@ OPTIONS = {
     "variant": ("variant strong", {"variants": {"energy": "strong"}}, 1.0),
     "variant/energy": ("variant/energy strong", {"variants": {"energy": "strong"}}, 1.0),
     "non_conservative": ("non_conservative on", {"non_conservative": True}, 1.0),
+    # metatomic's one-head values: the other quantity from the energy's gradients
+    "non_conservative forces": ("non_conservative forces", {"non_conservative": "forces"}, 1.0),
+    "non_conservative stress": ("non_conservative stress", {"non_conservative": "stress"}, 1.0),
     "non_conservative, variant": (
         "non_conservative on variant strong",
         {"non_conservative": True, "variants": {"energy": "strong"}}, 1.0,
@@ -138,6 +141,18 @@ def test_keyword_matches_metatomic_given_the_same_option(tmp_path, parity_model,
                                    err_msg=key)
 
 
+@pytest.mark.parametrize("name", ["non_conservative", "non_conservative forces", "non_conservative stress"])
+def test_heads_in_the_ghosts_layout(tmp_path, parity_model, name):
+    """2 ranks, every ghost kept as an atom: the heads still see the box's volume."""
+    keywords, options, _ = OPTIONS[name]
+    atoms = structure()
+    ours, result = evaluate(tmp_path, parity_model, keywords + " mode ghosts", 2, atoms)
+    assert "mlipdrive: ghosts layout" in result.output
+    expected = reference(parity_model, atoms, ours["positions"], options)
+    for key in ("energy", "energies", "forces", "virial"):
+        np.testing.assert_allclose(ours[key], expected[key], rtol=0, atol=10 * SAME_MODEL, err_msg=key)
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_scale_on_every_model_family(tmp_path, model_family, ranks):
     """scale 0.5 halves what metatomic's calculator gives, on a trained model too."""
@@ -217,13 +232,14 @@ def test_a_missing_variant_says_what_python_says(tmp_path, parity_model):
     assert f"ERROR: pair_style mlipdrive: {python.value}" in result.output
 
 
-def test_non_conservative_refuses_a_per_atom_virial(tmp_path, parity_model):
+@pytest.mark.parametrize("value", ["on", "stress"])
+def test_non_conservative_refuses_a_per_atom_virial(tmp_path, parity_model, value):
     data = structure()
     write_data(tmp_path / "data.lmp", data.cell.array, data.positions, [1] * len(data), {1: ARGON_MASS})
     script = f"""
 units metal
 read_data data.lmp
-pair_style mlipdrive {parity_model} non_conservative on
+pair_style mlipdrive {parity_model} non_conservative {value}
 pair_coeff * * Ar
 compute s all stress/atom NULL virial
 dump d all custom 1 out.dump id c_s[1]
@@ -231,7 +247,7 @@ run 0
 """
     result = run_lmp(tmp_path, script, check=False)
     assert result.returncode != 0
-    assert "non_conservative on gives no per-atom virial" in result.error()
+    assert f"non_conservative {value} gives no per-atom virial" in result.error()
 
 
 # ------------------------------------------------------------ metatomic's example

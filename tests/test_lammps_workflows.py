@@ -21,7 +21,7 @@ import pathlib
 import numpy as np
 import pytest
 from lammps_reference import COMPUTES, assert_matches_reference, checkpoint, read_checkpoints
-from lammps_testing import expected_layout, lower_triangular, run_lmp, write_data
+from lammps_testing import expected_layout, lower_triangular, run_lmp, verify_option, write_data
 
 from structures import copper_aluminium
 
@@ -75,8 +75,11 @@ def write_frame(path: pathlib.Path, boundary="ppp", shape="orthogonal", seed=7, 
 
 
 def pair_lines(family, options="", elements="Cu Al") -> str:
+    """pair_style and pair_coeff for ``family``, with ``verify on``: each step's
+    System is also built from scratch and compared with the kept one."""
     extensions = f" extensions {family.extensions}" if family.extensions else ""
-    return f"pair_style mlipdrive {family.path}{extensions} {options}\npair_coeff * * {elements}"
+    return (f"pair_style mlipdrive {family.path}{extensions} {verify_option()} {options}\n"
+            f"pair_coeff * * {elements}")
 
 
 def header(boundary="ppp", units="metal", processors="") -> str:

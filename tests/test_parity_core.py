@@ -181,7 +181,7 @@ def test_a_missing_variant_lists_the_models_variants(parity_model):
 
 def test_missing_outputs_name_the_fix(tmp_path):
     no_heads = export_parity_argon(tmp_path / "no-heads.pt", variants=False, heads=False)
-    with pytest.raises(OutputChoiceError, match="'non_conservative on' needs a per-atom 'non_conservative_force'"):
+    with pytest.raises(OutputChoiceError, match="'non_conservative on' \\(or 'forces'\\) needs a per-atom 'non_conservative_force'"):
         mlipdrive.load(no_heads, settings={"non_conservative": True})
 
 

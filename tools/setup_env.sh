@@ -19,7 +19,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 EXTENSIONS=$VENV/extensions
-if [ ! -f "$STAMP" ] || [ ! -d "$EXTENSIONS/sphericart" ] ||
+if [ ! -f "$STAMP" ] || [ ! -d "$EXTENSIONS/sphericart" ] || [ ! -d "$EXTENSIONS/featomic/torch" ] ||
     [ -n "$(find $INPUTS -newer "$STAMP" 2>/dev/null)" ]; then
     "$PIP" install -q --upgrade "pip==26.3"
     # the build requirements first (torch pinned): the plugin is built against
@@ -29,12 +29,14 @@ if [ ! -f "$STAMP" ] || [ ! -d "$EXTENSIONS/sphericart" ] ||
     touch "$PLUGIN_STAMP"
     # TorchScript extensions of the reference models, as one plain directory to
     # pass as the model's extensions directory (mlipdrive.load(..., extensions=),
-    # --extensions, pair_style ... extensions): sphericart-torch for SOAP-BPNN.
-    # --no-deps: its one dependency is torch, already in the venv (pip --target
-    # would otherwise put a second torch there). Built aside, then swapped in.
+    # --extensions, pair_style ... extensions): sphericart-torch for SOAP-BPNN,
+    # featomic-torch (with the featomic library it calls) for GAP.
+    # --no-deps: their dependencies (torch, metatensor-torch, metatomic-torch) are
+    # already in the venv (pip --target would otherwise put a second torch
+    # there). Built aside, then swapped in.
     rm -rf "$EXTENSIONS.new"
     "$PIP" install -q --no-deps --target "$EXTENSIONS.new" -c constraints.txt \
-        sphericart-torch
+        sphericart-torch featomic-torch featomic
     rm -rf "$EXTENSIONS"
     mv "$EXTENSIONS.new" "$EXTENSIONS"
     touch "$STAMP"

@@ -16,7 +16,8 @@ class MLIPCalculator(Calculator):
     :param settings, device, extensions: as in :func:`mlipdrive.load`; the
         settings also choose the outputs, as ``MetatomicCalculator``'s arguments
         do: ``{"variant": "pbe"}`` (``variants={"energy": "pbe"}``),
-        ``{"non_conservative": True}``, ``{"uncertainty_threshold": 0.2}`` (0 or
+        ``{"non_conservative": True}`` (or ``"forces"``, ``"stress"``: only that
+        one from the model's head), ``{"uncertainty_threshold": 0.2}`` (0 or
         'off' for ``None``), ``{"uncertainty_action": "stop"}``, ``{"scale": 0.5}``
 
     Where the model has a per-atom ``energy_uncertainty`` and the check is on,
@@ -69,5 +70,5 @@ class MLIPCalculator(Calculator):
             raise ValueError(
                 "stress needs a cell periodic in all three directions"
                 + (" and, with non_conservative, a model with a non_conservative_stress "
-                   "output" if self.potential.settings.non_conservative else "")
+                   "output" if self.potential.settings.stress_from_head else "")
             )

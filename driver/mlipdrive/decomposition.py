@@ -22,7 +22,8 @@ own domain (local atoms + ghost halo, energy of the local atoms only) and writes
 its share into one float64 buffer
 
     [failed ranks, local atoms, energy, virial (9), forces (3n), energies (n),
-     energy uncertainties (n, where the model has them)]
+     energy uncertainties (n, where the model has them), local counts (n, with
+     the verify setting: in how many domains each atom is local)]
 
 with the forces on ghosts already added onto their owner atoms and zeros
 elsewhere; one ``MPI_Reduce(SUM)`` gives rank 0 the complete results. A
@@ -35,7 +36,9 @@ Errors. A rank whose domain fails (NaN, unsupported type, ...) still takes part
 in the reduction with its failure counted in the first slot, and sends its error
 to rank 0 in a point-to-point message; rank 0 raises it (same exception type,
 message prefixed with the rank) after the reduction, so no rank is ever left
-waiting in a collective. Workers go on serving: the caller on rank 0 decides
+waiting in a collective. An error of the model on a domain adds that the model
+may not support domain decomposition (long-range terms that need the whole
+periodic structure fail there even with a finite declared range). Workers go on serving: the caller on rank 0 decides
 whether to go on or to :meth:`DistributedPotential.close`. A rank that dies
 (segfault, kill) makes ``mpirun`` end the job. If rank 0's Python exits without
 ``close()`` (an exception), an ``atexit`` hook closes for it, or aborts the job
@@ -54,10 +57,13 @@ import traceback
 from typing import Dict, Optional
 
 import numpy as np
+import torch
 
 from .halo import DomainList
+from .messages import evaluation_message
 from .potential import InvalidInput, Potential, Results, check_types, timed
 from .settings import torch_threads
+from .verify import VerifyError, check_kept_types, check_partition, current_evaluation
 
 _STOP, _COMPUTE = 0, 1
 # header: command, n_atoms, forces, stress, per_atom, types follow, pbc (3)
@@ -74,6 +80,7 @@ _KNOWN_ERRORS = {
     cls.__name__: cls
     for cls in (
         InvalidInput,
+        VerifyError,
         FloatingPointError,
         ValueError,
         TypeError,
@@ -145,6 +152,8 @@ class DistributedPotential:
             potential, self.size, self.rank, self.skin, self.grid
         )
         self._types: Optional[np.ndarray] = None  # the types last broadcast
+        # with verify: this step's types as given, broadcast every step
+        self._given_types: Optional[np.ndarray] = None
         self._closed = False
         self._in_step = False  # between the first broadcast and the reduction
         self._timings: Dict[str, float] = collections.defaultdict(float)
@@ -218,6 +227,9 @@ class DistributedPotential:
             if types_changed:
                 self._types = types.copy()
                 self.comm.Bcast(self._types, root=0)
+            if self.potential.settings.verify:
+                self._given_types = types.copy()
+                self.comm.Bcast(self._given_types, root=0)
         return self._step(header, positions, cell, collective=False)
 
     def close(self):
@@ -266,6 +278,9 @@ class DistributedPotential:
                 if header[5]:
                     self._types = np.empty(n_atoms, dtype=np.int32)
                     self.comm.Bcast(self._types, root=0)
+                if self.potential.settings.verify:
+                    self._given_types = np.empty(n_atoms, dtype=np.int32)
+                    self.comm.Bcast(self._given_types, root=0)
             cell = data[:9].reshape(3, 3)
             positions = data[9:].reshape(n_atoms, 3)
             self._step(header, positions, cell, collective=False)
@@ -293,7 +308,7 @@ class DistributedPotential:
         positions, types, cell, pbc = self.potential.check_inputs(
             positions, types, cell, pbc
         )
-        self._types = types
+        self._types = self._given_types = types
         header = np.array(
             [_COMPUTE, len(types), forces, stress, per_atom, False, *pbc], dtype=np.int64
         )
@@ -326,6 +341,8 @@ class DistributedPotential:
                 # workers' errors raised on rank 0) leaves every rank in step
                 self._in_step = False
                 if self.rank != 0:
+                    # rank 0's finish() counts it there; the verify messages name it
+                    self.potential.evaluations += 1
                     return None
                 failed = int(round(buffer[_FAILED]))
                 if failed:
@@ -336,6 +353,8 @@ class DistributedPotential:
                         )
                     _raise(errors)
 
+        if self.potential.settings.verify:
+            check_partition(buffer[len(buffer) - n_atoms :], current_evaluation(self.potential))
         if int(round(buffer[_LOCAL])) != n_atoms:
             raise RuntimeError(
                 f"the ranks' domains hold {int(round(buffer[_LOCAL]))} local atoms "
@@ -369,10 +388,13 @@ class DistributedPotential:
         n_atoms = int(header[1])
         forces, stress, per_atom = bool(header[2]), bool(header[3]), bool(header[4])
         uncertainty = self.potential.outputs.uncertainty is not None
+        verify = self.potential.settings.verify
         size = _OFFSET + (3 * n_atoms if forces else 0) + (n_atoms if per_atom else 0)
-        buffer = np.zeros(size + (n_atoms if uncertainty else 0))
+        buffer = np.zeros(size + (n_atoms if uncertainty else 0) + (n_atoms if verify else 0))
         error = None
         try:
+            if verify:
+                check_kept_types(self._types, self._given_types, current_evaluation(self.potential))
             domain, pairs = self._domains.update(positions, cell, pbc)
             self.last_domain = domain
             with timed(self._timings, "model"):
@@ -400,8 +422,11 @@ class DistributedPotential:
                 end += n_atoms
             if uncertainty:
                 buffer[end : end + n_atoms] = share.energy_uncertainty
+            if verify:
+                # the last n: in how many domains each atom is local (check_partition)
+                np.add.at(buffer, len(buffer) - n_atoms + domain.owners[: domain.n_local], 1.0)
         except Exception as exc:  # noqa: BLE001 -- reported to rank 0, raised there
-            error = (self.rank, type(exc).__name__, str(exc), traceback.format_exc())
+            error = _failure(self.rank, exc)
             buffer[:] = 0.0
             buffer[_FAILED] = 1.0
         return buffer, error
@@ -439,6 +464,25 @@ def _wait(request):
     while not request.Test():
         time.sleep(pause)
         pause = min(2.0 * pause, _SLEEP_MAX)
+
+
+#: how to run a model that fails in domains, the end of its message
+ONE_RANK = "Run it on one MPI rank (without mpirun, or with mpirun -np 1)."
+
+
+def _failure(rank: int, exc: Exception):
+    """What a failed domain reports to rank 0: (rank, the first known exception
+    type it is, message, traceback). When the model itself failed (not the
+    input, not a verify check), the message says that it may not support
+    domain decomposition and how to run it on one rank."""
+    name = next((n for n, cls in _KNOWN_ERRORS.items() if isinstance(exc, cls)), None)
+    if name is None and isinstance(exc, torch.jit.Error):
+        name = "RuntimeError"  # a TorchScript model's error: its trace is in the message
+    name = name or type(exc).__name__
+    message = str(exc)
+    if not isinstance(exc, (InvalidInput, VerifyError)):
+        message = evaluation_message("split_evaluation_failed", error=message.rstrip(), one_rank=ONE_RANK)
+    return (rank, name, message, traceback.format_exc())
 
 
 def _raise(errors):

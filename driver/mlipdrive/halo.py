@@ -46,6 +46,7 @@ from scipy.spatial import cKDTree
 
 from .neighbors import needs_rebuild
 from .potential import Results, timed
+from .verify import check_domain, current_evaluation
 
 # extra width of the halo, in fractional coordinates: an atom on a domain face may
 # be counted on either side after round-off, and an extra ghost is harmless
@@ -371,10 +372,11 @@ class DomainEvaluator:
         the domain's :meth:`pairs` if already computed. A domain without local
         atoms gives zeros without calling the model.
 
-        With ``non_conservative`` the model gets ``structure_cell`` and
-        ``structure_pbc`` (the pairs keep the domain's shifts, zero along cut
-        axes): its stress is then per volume of the whole structure, and the
-        domains' virials (``-stress * volume``) add up.
+        With the stress from the model's head (``non_conservative`` 'on' or
+        'stress') the model gets ``structure_cell`` and ``structure_pbc`` (the
+        pairs keep the domain's shifts, zero along cut axes): its stress is then
+        per volume of the whole structure, and the domains' virials (``-stress *
+        volume``) add up.
         """
         n_atoms = len(types)
         share = Results(
@@ -388,7 +390,7 @@ class DomainEvaluator:
         if domain.n_local == 0:
             return share
         cell, pbc = domain.cell, domain.pbc
-        if self.potential.settings.non_conservative and structure_cell is not None:
+        if self.potential.settings.stress_from_head and structure_cell is not None:
             cell, pbc = structure_cell, structure_pbc
         results = self.potential.compute(
             domain.positions,
@@ -402,6 +404,7 @@ class DomainEvaluator:
             # back in that order whatever order the model sorts its samples in
             selected_atoms=np.arange(domain.n_local),
             pairs=self.pairs(domain) if pairs is None else pairs,
+            pairs_pbc=domain.pbc,
             partial=True,
         )
         share.energy = results.energy
@@ -461,11 +464,21 @@ class DomainList:
         self.timings = {"domain": 0.0, "pairs": 0.0}
 
     def update(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
-        """(domain, pairs) for these positions; pairs is None for an empty domain."""
-        if not self._needs_rebuild(positions, cell, pbc):
+        """(domain, pairs) for these positions; pairs is None for an empty domain.
+        With the ``verify`` setting, the domain is checked against a fresh build
+        (:func:`mlipdrive.verify.check_domain`)."""
+        if self._needs_rebuild(positions, cell, pbc):
+            self._rebuild(positions, cell, pbc)
+        else:
             with timed(self.timings, "domain"):
                 self.domain.move(positions, cell)
-            return self.domain, self.pairs
+        if self.evaluator.potential.settings.verify:
+            with timed(self.timings, "verify"):
+                self._verify(positions, cell, pbc)
+        return self.domain, self.pairs
+
+    def _rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+        """A new domain (halo range + skin) and its pairs (cutoff + skin)."""
         with timed(self.timings, "domain"):
             decomposition = Decomposition(
                 positions,
@@ -481,7 +494,17 @@ class DomainList:
             self.pairs = self.evaluator.pairs(self.domain) if self.domain.n_local else None
         self._reference = (positions.copy(), cell.copy(), np.array(pbc, dtype=bool))
         self.rebuilds += 1
-        return self.domain, self.pairs
+
+    def _verify(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+        """The kept domain against one built now for its local atoms; the domain's
+        cell and pbc from a new decomposition with the grid in use."""
+        fresh = Decomposition(
+            positions, cell, pbc, self.n_domains, self.interaction_range, grid=self.grid_used
+        )
+        check_domain(
+            self.domain, positions, cell, pbc, fresh.domain_cell, fresh.kept_periodic,
+            self.interaction_range, current_evaluation(self.evaluator.potential),
+        )
 
     def _needs_rebuild(self, positions, cell, pbc) -> bool:
         return needs_rebuild(self._reference, positions, cell, pbc, self.skin)

@@ -62,6 +62,7 @@ def _output_lines(potential) -> list:
         )
     if chosen.non_conservative_forces:
         used.append(f"forces '{chosen.non_conservative_forces}'")
+    if potential.settings.stress_from_head:
         used.append(f"stress '{chosen.non_conservative_stress or 'none'}'")
     lines.append("uses              " + ", ".join(used))
     return lines

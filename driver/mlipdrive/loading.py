@@ -3,16 +3,20 @@ name the fix), apply the inference settings and wrap it in a :class:`Potential`.
 
 import os
 import pathlib
-from typing import List
+import warnings
+import zipfile
+import zlib
+from typing import List, Optional
 
 import torch
 from metatomic.torch import AtomisticModel, ModelCapabilities, load_atomistic_model
 from metatomic.torch import pick_device
 
 from .extensions import import_extension_packages
-from .messages import loading_message
+from .messages import loading_message, output_message
 from .potential import TORCH_DTYPES, Potential
 from .settings import InferenceSettings, SettingsLike, parse_fusion_strategy, resolve, torch_threads
+from .uncertainty import UncertaintyWarning
 from .units import unit_system
 
 
@@ -23,8 +27,13 @@ class ModelLoadError(RuntimeError):
 def load_model(path, extensions=None) -> AtomisticModel:
     """Check and load ``path`` with metatomic, with errors that name the fix."""
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ModelLoadError(loading_message("model_is_directory", path=str(path)))
     if not path.is_file():
         raise ModelLoadError(loading_message("model_missing", path=str(path)))
+    damaged = damaged_record(path)
+    if damaged is not None:
+        raise ModelLoadError(loading_message("model_damaged", path=str(path), record=damaged))
     if extensions is not None and not os.path.isdir(extensions):
         raise ModelLoadError(
             loading_message("extensions_directory_missing", directory=str(extensions))
@@ -43,16 +52,38 @@ def load_model(path, extensions=None) -> AtomisticModel:
     return model
 
 
+def damaged_record(path) -> Optional[str]:
+    """The first record of the zip archive ``path`` whose bytes fail their CRC-32
+    (what torch's C++ reader, and so LAMMPS, refuses; Python's torch.jit.load
+    does not check it); None if all pass or if ``path`` is no zip archive at all
+    (metatomic's loader says what it is then)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return None
+    with archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as record:
+                    while record.read(1 << 24):
+                        pass
+            except (zipfile.BadZipFile, EOFError, zlib.error):
+                return info.filename
+    return None
+
+
 def choose_device(model: AtomisticModel, requested: str) -> torch.device:
     """The device to run on: ``requested`` if the model and the machine allow it."""
     supported = model.capabilities().supported_devices
     try:
         return torch.device(pick_device(supported, requested))
     except (RuntimeError, ValueError) as error:
+        # torch's errors carry the C++ frames after their first line
+        reason = str(error).split("\nException raised from", 1)[0].strip()
         raise ValueError(
-            f"cannot run this model on device '{requested}': {error}; the model "
+            f"cannot run this model on device '{requested}': {reason}; the model "
             f"supports {list(supported)}"
-        ) from error
+        ) from None
 
 
 def apply_settings(
@@ -96,10 +127,48 @@ def with_dtype(model: AtomisticModel, dtype: str) -> AtomisticModel:
     capabilities = model.capabilities()
     if dtype == "model" or dtype == capabilities.dtype:
         return model
+    modules = tensor_map_weights(model)
+    if modules:
+        raise ModelLoadError(loading_message(
+            "dtype_unreachable_weights", model=model.metadata().name or "model", dtype=dtype,
+            modules=", ".join(modules), exported=capabilities.dtype,
+        ))
     converted = AtomisticModel(
         model.to(TORCH_DTYPES[dtype]), model.metadata(), _replace_dtype(capabilities, dtype)
     )
     return converted.eval()
+
+
+#: metatensor's TorchScript classes that hold values (a TensorMap's blocks)
+TENSOR_MAP_CLASSES = ("__torch__.torch.classes.metatensor.TensorMap",
+                      "__torch__.torch.classes.metatensor.TensorBlock")
+
+
+def tensor_map_weights(model: AtomisticModel) -> List[str]:
+    """The classes of the model's modules that hold a TensorMap or TensorBlock as an
+    attribute of their own (also ``Optional``); empty when there is none.
+
+    A dtype conversion (``Module.to`` here, ``convert_dtype`` in the plugin) reaches
+    parameters and buffers only. Such attributes are weights it leaves in the
+    exported dtype, and the first evaluation fails ("expected m1 and m2 to have the
+    same dtype"): metatrain's GAP keeps its kernel weights and sparse points so.
+    Converting them would not help: its kernel weights (up to 4e5) cancel, and in
+    float32 the energy moved by 0.02 eV/atom (models/gap/MODEL_CARD.md). TensorMaps
+    inside a ``Dict`` attribute (metatrain's composition and scaler tables) are not
+    counted: those modules move them to the input's dtype at every call.
+    The plugin applies the same rule to each module's attribute types.
+    """
+    found = []
+    for _, module in model.module.named_modules():
+        kind = module._c._type()
+        for attribute in kind.containedTypes():
+            # torch spells Optional[T] "T?" (Type::str in C++ too)
+            if attribute.str().removesuffix("?") in TENSOR_MAP_CLASSES:
+                name = kind.qualified_name().removeprefix("__torch__.")
+                if name not in found:
+                    found.append(name)
+                break
+    return found
 
 
 def _replace_dtype(capabilities: ModelCapabilities, dtype: str) -> ModelCapabilities:
@@ -139,4 +208,14 @@ def load(
     potential = Potential(model, torch_device, settings, units_)
     potential.exported_dtype = exported_dtype
     potential.notes = setting_notes(settings, torch_device) + list(potential.outputs.notes)
+    _warn_unchecked_stop(potential)
     return potential
+
+
+def _warn_unchecked_stop(potential: Potential):
+    """``uncertainty_action stop`` with a model that has no uncertainty to check:
+    a note (:attr:`Potential.notes`) that is also said once, as a warning."""
+    name = potential.model.metadata().name or "model"
+    message = output_message("uncertainty_stop_unchecked", model=name)
+    if message in potential.notes:
+        warnings.warn(message, UncertaintyWarning, stacklevel=3)

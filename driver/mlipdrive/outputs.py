@@ -123,20 +123,35 @@ def choose_outputs(outputs: Mapping, settings, model: str = "model") -> OutputCh
     uncertainty = None
     if settings.uncertainty_threshold > 0:
         uncertainty = pick_output(outputs, "energy_uncertainty", *variants["energy_uncertainty"], model)
+        if uncertainty is None and settings.uncertainty_action == "stop":
+            notes.append(output_message("uncertainty_stop_unchecked", model=model))
         if uncertainty is not None and outputs[uncertainty].sample_kind != "atom":
             notes.append(output_message("uncertainty_not_per_atom", output=uncertainty))
             uncertainty = None
+    forces, stress = _heads(outputs, settings, variants, model, notes)
+    return OutputChoice(energy, uncertainty, forces, stress, tuple(notes))
+
+
+def _heads(outputs: Mapping, settings, variants, model: str, notes: List[str]):
+    """(forces key, stress key) of the non-conservative outputs the settings take
+    from the model (:data:`mlipdrive.settings.NON_CONSERVATIVE_HEADS`), None where unused."""
     forces = stress = None
-    if settings.non_conservative:
+    listed = ", ".join(outputs.keys())
+    if settings.forces_from_head:
         forces = pick_output(outputs, "non_conservative_forces", *variants["non_conservative_forces"], model)
         if forces is None or outputs[forces].sample_kind != "atom":
             raise OutputChoiceError(output_message(
-                "no_non_conservative_forces", model=model, outputs=", ".join(outputs.keys())
+                "no_non_conservative_forces", model=model, outputs=listed
             ))
+    if settings.stress_from_head:
         stress = pick_output(outputs, "non_conservative_stress", *variants["non_conservative_stress"], model)
+        if stress is None and not settings.forces_from_head:
+            raise OutputChoiceError(output_message(
+                "no_non_conservative_stress_head", model=model, outputs=listed
+            ))
         if stress is None:
             notes.append(output_message("no_non_conservative_stress", model=model))
-    return OutputChoice(energy, uncertainty, forces, stress, tuple(notes))
+    return forces, stress
 
 
 def ensemble_output(outputs: Mapping, settings, model: str = "model") -> str:

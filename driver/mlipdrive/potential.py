@@ -2,9 +2,11 @@
 
 Conventions (the same in every engine):
 
-- ``virial`` is ``-dE/d(strain)``, a 3×3 matrix in energy units (LAMMPS's sign:
-  ``sum r ⊗ f`` for pair potentials); ``stress`` is ``-virial / volume`` (ASE's
-  sign, positive under tension).
+- ``virial`` is the symmetric part of ``-dE/d(strain)``, a 3×3 matrix in energy
+  units (LAMMPS's sign: ``sum r ⊗ f`` for pair potentials); ``stress`` is
+  ``-virial / volume`` (ASE's sign, positive under tension). A model that is not
+  exactly rotation-invariant (PET, P3M) has an antisymmetric part too, which is
+  dropped as metatomic_ase and i-PI's driver drop it.
 - cells are row matrices (one lattice vector per row, as in ASE and metatomic).
 - with ``pairs`` given, the caller owns the neighbour search (LAMMPS, MPI
   domains): atoms are local atoms plus ghost atoms, usually with no periodicity,
@@ -12,9 +14,10 @@ Conventions (the same in every engine):
   every atom, ghosts included, for the caller to send back to their owners.
 - which outputs are used (variants, the energy uncertainty, non-conservative
   forces and stress) follows the settings (:mod:`mlipdrive.outputs`);
-  ``non_conservative`` takes forces and stress from the model's heads, without a
-  backward pass, and removes their net force (as metatomic's ASE and i-PI
-  engines do); ``scale`` multiplies energy, forces and virial.
+  ``non_conservative`` takes forces and stress ('on'), or one of them ('forces',
+  'stress'), from the model's heads, without a backward pass for them, and
+  removes the heads' net force (as metatomic's ASE and i-PI engines do);
+  ``scale`` multiplies energy, forces and virial.
 """
 
 import contextlib
@@ -38,8 +41,10 @@ from .neighbors import Candidates, VerletPairs, half_list_mask, neighbor_block
 from .outputs import choose_outputs, ensemble_output
 from .settings import InferenceSettings
 from .extensions import no_missing_autograd
+from .messages import evaluation_message, output_message
 from .uncertainty import check_uncertainty
 from .units import UnitSystem
+from .verify import check_model_input
 
 #: metatomic's dtype names (ModelCapabilities.dtype) -> torch dtypes
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -54,7 +59,9 @@ class Results:
 
     energy: float
     forces: Optional[np.ndarray] = None
+    #: (3, 3), symmetric: the symmetric part of -dE/d(strain) (module doc)
     virial: Optional[np.ndarray] = None
+    #: (3, 3), symmetric: -virial / volume, for a cell periodic in all directions
     stress: Optional[np.ndarray] = None
     energies: Optional[np.ndarray] = None
     #: per-atom energy uncertainty in eV (whatever the unit system), where the
@@ -132,6 +139,7 @@ class Potential:
         per_atom: bool = False,
         selected_atoms=None,
         pairs=None,
+        pairs_pbc=None,
         partial: bool = False,
         ensemble: str = "",
     ) -> Results:
@@ -146,6 +154,9 @@ class Potential:
         :param pairs: optional ``(pairs (m, 2), shifts (m, 3))``, a *full* list of
             candidate pairs (both directions) that contains every pair within the
             model's cutoff; then no neighbour search is done
+        :param pairs_pbc: the periodicity ``pairs`` were searched with, where it
+            is not ``pbc`` (MPI domains whose stress comes from the model's head
+            get the structure's cell and pbc); read by the ``verify`` setting
         :param partial: this is one domain's share of a larger structure: skip
             :meth:`finish` (the uncertainty check and the removal of the net
             non-conservative force), which the caller applies to the whole
@@ -163,20 +174,24 @@ class Potential:
         selection = self._selection_labels(selected_atoms, len(types_np))
         if len(types_np) == 0:
             return _empty_results(pbc_np, forces, stress, per_atom)
-        direct = self.settings.non_conservative
+        # non_conservative: the quantities the model's heads give need no leaf
+        head_forces, head_stress = self.settings.forces_from_head, self.settings.stress_from_head
         system, positions_t, strain = self._system(
-            positions_np, types_np, cell_np, pbc_np, forces and not direct,
-            stress and not direct, pairs,
+            positions_np, types_np, cell_np, pbc_np, forces and not head_forces,
+            stress and not head_stress, pairs,
         )
+        if self.settings.verify:
+            with timed(self.timings, "verify"):
+                search_pbc = pbc_np if pairs_pbc is None else np.asarray(pairs_pbc, dtype=bool)
+                check_model_input(self, system, types_np, positions_np, cell_np, pbc_np, search_pbc)
         energy, results, outputs = self._forward(
             system, per_atom, selection, forces, stress, ensemble
         )
         if ensemble:
             self._ensemble(results, outputs, ensemble, positions_t, strain)
-        if direct:
-            self._direct_forces(results, outputs, system, forces, stress)
-        else:
-            self._backward(results, energy, positions_t if forces else None, strain)
+        self._direct_forces(results, outputs, system, forces and head_forces, stress and head_stress)
+        self._backward(results, energy, positions_t if forces and not head_forces else None, strain)
+        results.virial = _symmetric(results.virial)
         results.stress = _stress(results.virial, cell_np, pbc_np)
         _scale(results, self.settings.scale)
         if not partial:
@@ -188,7 +203,7 @@ class Potential:
         share it): remove the net non-conservative force, check the uncertainty
         (``where`` names the step in the message, default 'evaluation N')."""
         self.evaluations += 1
-        if self.settings.non_conservative and results.forces is not None and len(results.forces):
+        if self.settings.forces_from_head and results.forces is not None and len(results.forces):
             results.forces -= results.forces.mean(axis=0)
         if results.energy_uncertainty is not None:
             with timed(self.timings, "uncertainty check"):
@@ -202,6 +217,13 @@ class Potential:
 
     def energy_output(self, per_atom: bool = False) -> ModelOutput:
         """The energy output to ask the model for; its values sum to the energy."""
+        if per_atom and self.capabilities.outputs[self._energy_key].sample_kind != "atom":
+            # asked anyway, the model fails inside (GAP: "inputs to 'add' should have
+            # the same samples") or gives per-structure values
+            raise InvalidInput(output_message(
+                "no_per_atom_energy", model=self.model.metadata().name or "model",
+                output=self._energy_key,
+            ))
         per_atom = per_atom or self.sum_atom_energies
         return ModelOutput(unit=self.units.energy, sample_kind="atom" if per_atom else "system")
 
@@ -264,7 +286,7 @@ class Potential:
         results.energy_ensemble = _to_numpy(members)
         if ensemble != "forces":
             return
-        if self.settings.non_conservative or positions_t is None or strain is None:
+        if self.settings.non_conservative != "off" or positions_t is None or strain is None:
             raise InvalidInput(
                 "an ensemble of forces and virials needs forces and stress by autograd: "
                 "turn non_conservative off"
@@ -302,7 +324,9 @@ class Potential:
         if self.outputs.uncertainty is not None:
             n_atoms = len(system.positions)
             block = outputs[self.outputs.uncertainty].block()
-            results.energy_uncertainty = _per_atom(block, n_atoms, 1).reshape(-1)
+            results.energy_uncertainty = _per_atom(
+                block, n_atoms, 1, self.outputs.uncertainty, UNCERTAINTY_ADVICE
+            ).reshape(-1)
         return energy, results, outputs
 
     def _direct_forces(self, results: Results, outputs, system, forces: bool, stress: bool):
@@ -312,16 +336,21 @@ class Potential:
         chosen = self.outputs
         if forces:
             block = outputs[chosen.non_conservative_forces].block()
-            results.forces = _per_atom(block, len(system.positions), 3)
+            results.forces = _per_atom(
+                block, len(system.positions), 3, chosen.non_conservative_forces, HEAD_ADVICE
+            )
             if not np.isfinite(results.forces).all():
                 raise FloatingPointError(
                     "the model returned non-finite non-conservative forces; check the "
                     "structure (atoms too close?) and that the model suits these elements"
                 )
         if stress and chosen.non_conservative_stress is not None and bool(system.pbc.all()):
-            values = outputs[chosen.non_conservative_stress].block().values
+            values = _checked_values(
+                outputs[chosen.non_conservative_stress].block(), (1, 3, 3, 1),
+                chosen.non_conservative_stress, "one 3x3 matrix per structure", HEAD_ADVICE,
+            )
             volume = abs(float(torch.det(system.cell.detach().to(torch.float64))))
-            results.virial = -_to_numpy(values).reshape(3, 3) * volume
+            results.virial = -values.reshape(3, 3) * volume
 
     def _backward(self, results: Results, energy, positions_t, strain):
         """Fill ``results.forces`` (if ``positions_t``) and ``results.virial`` (if
@@ -498,14 +527,37 @@ def check_types(types: np.ndarray, known: Sequence[int]):
         )
 
 
-def _per_atom(block, n_atoms: int, width: int) -> np.ndarray:
-    """(n_atoms, width) float64 values of a per-atom output block, zero for the
-    atoms it has no sample for (atoms not selected)."""
-    values = _to_numpy(block.values).reshape(-1, width)
+#: what to do about an output of the wrong shape (:func:`_checked_values`)
+HEAD_ADVICE = evaluation_message("head_advice")
+UNCERTAINTY_ADVICE = evaluation_message("uncertainty_advice")
+
+
+def _per_atom(block, n_atoms: int, width: int, output: str, advice: str) -> np.ndarray:
+    """(n_atoms, width) float64 values of the per-atom output ``output``, zero for
+    the atoms it has no sample for (atoms not selected)."""
+    rows = len(block.samples) if "atom" in block.samples.names else "atoms"
+    expected = (rows, width, 1) if width > 1 else (rows, 1)
+    meaning = "one 3-vector per atom" if width == 3 else "one value per atom"
+    values = _checked_values(block, expected, output, meaning, advice).reshape(-1, width)
     atoms = block.samples.column("atom").to(torch.int64).cpu().numpy()
     result = np.zeros((n_atoms, width))
     result[atoms] = values
     return result
+
+
+def _checked_values(block, expected: tuple, output: str, meaning: str, advice: str) -> np.ndarray:
+    """The values of ``output``'s block as float64 numpy, or RuntimeError naming
+    the output, the shape metatomic defines for it and the shape it has."""
+    actual = tuple(block.values.shape)
+    if actual != expected:
+        def text(shape):
+            return "(" + ", ".join(str(size) for size in shape) + ")"
+
+        raise RuntimeError(evaluation_message(
+            "output_shape", output=output, actual=text(actual), expected=text(expected),
+            meaning=meaning, advice=advice,
+        ))
+    return _to_numpy(block.values)
 
 
 def _scale(results: Results, scale: float):
@@ -530,6 +582,13 @@ def _empty_results(pbc, forces: bool, stress: bool, per_atom: bool) -> Results:
         stress=np.zeros((3, 3)) if stress and pbc.all() else None,
         energies=np.zeros(0) if per_atom else None,
     )
+
+
+def _symmetric(virial: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The symmetric part of a virial: an antisymmetric part (PET's, P3M's
+    -dE/d(strain) have one) would only rotate the cell; metatomic_ase, i-PI's
+    driver and LAMMPS's six components drop it too."""
+    return None if virial is None else 0.5 * (virial + virial.T)
 
 
 def _stress(virial: Optional[np.ndarray], cell: np.ndarray, pbc: np.ndarray):

@@ -30,7 +30,7 @@ class Setting:
     unit: str
     doc: str
     choices: Tuple[Any, ...] = ()
-    #: smallest allowed value of a number (which must also be finite)
+    #: smallest allowed value of a number (every number must also be finite)
     minimum: Optional[float] = None
     #: the spelling of LAMMPS keywords and command-line options when it is not
     #: ``name`` (metatomic's ``variant/energy`` for the field ``variant_energy``)
@@ -42,6 +42,12 @@ class Setting:
     def spelling(self) -> str:
         """How engines spell it: :attr:`keyword`, else :attr:`name`."""
         return self.keyword or self.name
+
+    @property
+    def reads_on_off(self) -> bool:
+        """A text setting whose choices hold 'on' and 'off' also takes every on/off
+        word (:data:`ON_OFF_WORDS`) and Python's True/False, as 'on'/'off'."""
+        return self.type is str and {"on", "off"} <= set(self.choices)
 
 
 #: the outputs whose variant can be chosen on its own (``variant/<output>``)
@@ -77,6 +83,12 @@ SETTINGS = (
         "skin", float, {"default": 1.0, "turbo": 1.0}, "angstrom",
         "Verlet skin of the driver's neighbour list (LAMMPS uses its own 'neighbor')",
         minimum=0.0,
+    ),
+    Setting(
+        "verify", bool, {"default": False, "turbo": False}, "",
+        "at every step also build the model's input from scratch (no kept neighbour "
+        "pairs, representatives or types) and stop with the step and the first "
+        "difference if anything the model sees differs: a check of every cache",
     ),
     Setting(
         "check_consistency", bool, {"default": False, "turbo": False}, "",
@@ -126,10 +138,13 @@ SETTINGS = (
         choices=("warn", "stop"),
     ),
     Setting(
-        "non_conservative", bool, {"default": False, "turbo": False}, "",
-        "forces and stress from the model's non_conservative_forces/stress outputs "
-        "instead of the energy's gradients (no backward pass; not energy-conserving: "
-        "NVE drifts, use a thermostat)",
+        "non_conservative", str, {"default": "off", "turbo": "off"}, "",
+        "'on': forces and stress from the model's non_conservative_forces/stress "
+        "outputs instead of the energy's gradients (no backward pass; not "
+        "energy-conserving: NVE drifts, use a thermostat); 'forces' or 'stress': that "
+        "one from its output, the other by autograd (metatomic's meaning); any on/off "
+        "word is 'on'/'off'",
+        choices=("off", "on", "forces", "stress"),
     ),
     Setting(
         "scale", float, {"default": 1.0, "turbo": 1.0}, "",
@@ -138,6 +153,14 @@ SETTINGS = (
 )
 
 PRESETS = ("default", "turbo")
+#: metatomic's meaning of each value of ``non_conservative``: what is taken from
+#: the model's non-conservative outputs (the rest comes from the energy's gradients)
+NON_CONSERVATIVE_HEADS = {
+    "off": (),
+    "on": ("forces", "stress"),
+    "forces": ("forces",),
+    "stress": ("stress",),
+}
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 #: every spelling of a setting (field name and keyword) -> the setting
 _BY_SPELLING = {**_BY_NAME, **{s.keyword: s for s in SETTINGS if s.keyword}}
@@ -171,11 +194,20 @@ class _SettingsMethods:
                     f"setting '{setting.name}' must be one of {list(setting.choices)}, "
                     f"got {value!r}"
                 )
-            if setting.minimum is not None and not (
-                math.isfinite(value) and value >= setting.minimum
-            ):
-                raise ValueError(minimum_message(setting, value))
+            if setting.type in (int, float) and not number_ok(setting, value):
+                raise ValueError(number_message(setting, value))
         parse_fusion_strategy(self.fusion_strategy)
+
+    @property
+    def forces_from_head(self) -> bool:
+        """Forces from the model's non_conservative_forces output
+        (:data:`NON_CONSERVATIVE_HEADS`), not from the energy's gradient."""
+        return "forces" in NON_CONSERVATIVE_HEADS[self.non_conservative]
+
+    @property
+    def stress_from_head(self) -> bool:
+        """Stress (and virial) from the model's non_conservative_stress output."""
+        return "stress" in NON_CONSERVATIVE_HEADS[self.non_conservative]
 
     @classmethod
     def preset(cls, name: str, **overrides):
@@ -232,9 +264,13 @@ def resolve(settings: SettingsLike) -> InferenceSettings:
 
 def _coerce(name: str, value: Any) -> Any:
     """A value given in Python: text as on a command line ('off', 'on', '0.2') for
-    settings that are not text, and an int where a float is expected."""
-    kind = _BY_NAME[field_name(name)].type
-    if isinstance(value, str) and kind is not str:
+    settings that are not text, True/False for 'on'/'off' (metatomic's
+    non_conservative=True), and an int where a float is expected."""
+    setting = _BY_NAME[field_name(name)]
+    kind = setting.type
+    if setting.reads_on_off and isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and (kind is not str or setting.reads_on_off):
         return parse_value(name, value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -249,6 +285,8 @@ def parse_value(name: str, text: Any) -> Any:
         return text
     if kind is bool:
         return parse_on_off(text, f"setting '{name}'")
+    if setting.reads_on_off and text.lower() in ON_OFF_WORDS:
+        return "on" if ON_OFF_WORDS[text.lower()] else "off"
     if text.lower() in setting.zero_words:
         return kind(0)
     try:
@@ -299,10 +337,16 @@ def torch_threads(
     return max(1, len(cores) // max(1, ranks_on_node))
 
 
-def minimum_message(setting: Setting, value) -> str:
-    """The error for a value of ``setting`` below its minimum (or not finite)."""
+def number_ok(setting: Setting, value) -> bool:
+    """The one rule for every number: finite, and at least its ``minimum`` if any."""
+    return math.isfinite(value) and (setting.minimum is None or value >= setting.minimum)
+
+
+def number_message(setting: Setting, value) -> str:
+    """The error for a value of ``setting`` that breaks :func:`number_ok`."""
     unit = f" {setting.unit}" if setting.unit else ""
-    return f"setting '{setting.name}' must be a finite number >= {setting.minimum:g}{unit}, got {value}"
+    bound = "" if setting.minimum is None else f" >= {setting.minimum:g}{unit}"
+    return f"setting '{setting.name}' must be a finite number{bound}, got {value}"
 
 
 #: the kinds of a TorchScript fusion strategy, and the error for a malformed one

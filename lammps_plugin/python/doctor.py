@@ -160,7 +160,15 @@ def check_executable(lmp: pathlib.Path, plugins: List[str] = ()) -> List[Finding
     from .binaries import lammps_library, mpi_flavour, uses_cxx11_abi
 
     topic = f"LAMMPS {lmp}"
+    fix = "give --lmp the path of a LAMMPS executable (lmp, lmp_mpi, ...)"
+    unusable = _not_runnable(lmp)
+    if unusable:
+        return [Finding("FAIL", topic, unusable, fix)]
     probe = try_plugin(lmp)  # banner first, without a plugin
+    if lammps_version_id(probe.lammps_version) is None:
+        said = probe.output.strip().splitlines()[-1:] or ["nothing"]
+        return [Finding("FAIL", topic, "is not a LAMMPS executable (it printed no LAMMPS "
+                        f"banner; its last line: {said[0][:200]})", fix)]
     library = lammps_library(lmp)
     mpi = mpi_flavour(library, _lmp_environment(lmp, False)) or "no MPI library (serial?)"
     findings = [Finding("note", topic, f"version {probe.lammps_version}, MPI: {mpi}")]
@@ -169,6 +177,17 @@ def check_executable(lmp: pathlib.Path, plugins: List[str] = ()) -> List[Finding
                                 "(_GLIBCXX_USE_CXX11_ABI=0); torch 2.13 uses the new one",
                                 "rebuild this LAMMPS with the compiler's default ABI"))
     return findings + check_plugin_in(lmp, probe, plugins)
+
+
+def _not_runnable(lmp: pathlib.Path) -> Optional[str]:
+    """Why ``lmp`` cannot be run at all, or None."""
+    if not lmp.exists():
+        return "not found"
+    if lmp.is_dir():
+        return "is a directory, not an executable"
+    if not os.access(lmp, os.X_OK):
+        return "is not executable"
+    return None
 
 
 def check_plugin_in(lmp: pathlib.Path, probe: PluginTry, plugins: List[str]) -> List[Finding]:
