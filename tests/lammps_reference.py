@@ -136,9 +136,9 @@ def dump_box(lines: Sequence[str]):
     return cell, pbc
 
 
-_TRACE_COLUMNS = "id type x y z f_mlipdrive_raw[1] f_mlipdrive_raw[2] f_mlipdrive_raw[3] c_mlipdrive_pe " + " ".join(
-    f"c_mlipdrive_stress[{k}]" for k in range(1, 7)
-)
+#: the forces fix store/force kept for trace (fx fy fz: LAMMPS's forces, with every fix's)
+STORED_FORCES = "f_mlipdrive_raw[1] f_mlipdrive_raw[2] f_mlipdrive_raw[3]"
+_PER_ATOM = "c_mlipdrive_pe " + " ".join(f"c_mlipdrive_stress[{k}]" for k in range(1, 7))
 
 
 def trace(every: int, name: str = "trace") -> str:
@@ -148,17 +148,20 @@ def trace(every: int, name: str = "trace") -> str:
 
     The forces are stored by ``fix store/force`` before any fix defined later adds its
     own (langevin, indent, neb): put these lines before such fixes. ``name`` may hold
-    LAMMPS variables (``trace.${w}``: one file per partition).
+    LAMMPS variables (``trace.${w}``: one file per partition). Where a command sets the
+    timestep back (prd, tad), use a thermo_style without COMPUTES's per-atom sums: a
+    dump at a step number thermo already printed gets the per-atom values of then.
     """
     return "fix mlipdrive_raw all store/force\n" + trace_dump(every, name)
 
 
-def trace_dump(every: int, name: str = "trace") -> str:
+def trace_dump(every: int, name: str = "trace", forces: str = STORED_FORCES) -> str:
     """The dump of :func:`trace` alone: to define it again after ``undump
-    mlipdrive_trace`` (read_dump resets the timestep only without dumps)."""
+    mlipdrive_trace`` (read_dump resets the timestep only without dumps), or with
+    other ``forces`` columns."""
     return "\n".join(
         [
-            f"dump mlipdrive_trace all custom {every} {name}.dump {_TRACE_COLUMNS}",
+            f"dump mlipdrive_trace all custom {every} {name}.dump id type x y z {forces} {_PER_ATOM}",
             "dump_modify mlipdrive_trace format float %.17g sort id append yes",
         ]
     )

@@ -138,9 +138,13 @@ def export_variants_only(path: pathlib.Path) -> pathlib.Path:
         dtype="float64",
     )
     metadata = ModelMetadata(name="variants-only-lj", description="LJ with only energy/xyz")
-    model = AtomisticModel(VariantsOnly().eval(), metadata, capabilities)
-    # save records every library torch has loaded as an extension of the model: the
-    # other kinds' (featomic, sphericart) are not this model's
+    return save_without_extensions(AtomisticModel(VariantsOnly().eval(), metadata, capabilities), path)
+
+
+def save_without_extensions(model, path: pathlib.Path) -> pathlib.Path:
+    """Save an AtomisticModel that needs no TorchScript extension: save records
+    every library torch has loaded as one of the model's, and the other kinds'
+    (featomic, sphericart) are not this model's."""
     loaded = set(torch.ops.loaded_libraries)
     torch.ops.loaded_libraries.clear()
     try:

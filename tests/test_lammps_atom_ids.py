@@ -9,6 +9,7 @@ atoms, runs with ``verify on``, and its peak RSS per rank is compared with the
 same run with IDs 1..N.
 """
 
+import re
 import sys
 
 import ase.build
@@ -30,7 +31,7 @@ PEAK_RSS = [
     "-c",
     "import resource, subprocess, sys\n"
     "code = subprocess.call(sys.argv[1:])\n"
-    "print('peak RSS kB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "print('peak RSS kB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True)\n"
     "sys.exit(code)",
 ]
 
@@ -71,7 +72,8 @@ def run(directory, pair_lines, ranks, ids):
     n_atoms = argon_data(directory / "argon.data", ids)
     assert n_atoms == len(ids)
     result = run_lmp(directory, script(pair_lines), ranks, prefix=PEAK_RSS)
-    peak_kb = int(result.output.strip().splitlines()[-1].split()[-1])
+    # stdout's last line; stderr (warnings) comes after it in the output
+    peak_kb = int(re.findall(r"^peak RSS kB (\d+)$", result.output, re.MULTILINE)[-1])
     return result.thermo(), peak_kb / 1024.0
 
 

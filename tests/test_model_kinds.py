@@ -31,7 +31,7 @@ from lammps_testing import lower_triangular, read_dump, run_lmp, write_data
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput, System
 from metatomic_ase import MetatomicCalculator
-from model_kinds import DTYPE_REFUSAL, NO_DEFAULT_OUTPUT, ModelKind
+from model_kinds import DTYPE_REFUSAL, NO_DEFAULT_OUTPUT, ModelKind, save_without_extensions
 
 import mlipdrive
 from ipi_testing import Simulation, run_simulation
@@ -171,14 +171,7 @@ def export_scaled(path: pathlib.Path, in_dict: bool) -> pathlib.Path:
     )
     metadata = ModelMetadata(name="tensormap-lj", description="LJ x a TensorMap factor")
     module = DictScaledLJ() if in_dict else TensorMapScaledLJ()
-    model = AtomisticModel(module.eval(), metadata, capabilities)
-    loaded = set(torch.ops.loaded_libraries)
-    torch.ops.loaded_libraries.clear()  # not this model's extensions
-    try:
-        model.save(str(path))
-    finally:
-        torch.ops.loaded_libraries.update(loaded)
-    return path
+    return save_without_extensions(AtomisticModel(module.eval(), metadata, capabilities), path)
 
 
 def test_tensor_map_weights_refused_at_load(tmp_path):
@@ -437,14 +430,7 @@ def export_per_structure_lj(path: pathlib.Path) -> pathlib.Path:
     )
     metadata = ModelMetadata(name="per-structure-lj", description="LJ, energy per structure")
     module = LennardJones(2.338, 0.409, 5.0, True, False).eval()
-    model = AtomisticModel(module, metadata, capabilities)
-    loaded = set(torch.ops.loaded_libraries)
-    torch.ops.loaded_libraries.clear()  # not this model's extensions
-    try:
-        model.save(str(path))
-    finally:
-        torch.ops.loaded_libraries.update(loaded)
-    return path
+    return save_without_extensions(AtomisticModel(module, metadata, capabilities), path)
 
 
 def test_lammps_per_structure_energy_refuses_pe_atom(tmp_path):
