@@ -41,7 +41,9 @@ class BuildLammpsPlugin(Command):
 
     def run(self):
         jobs = int(os.environ.get("MLIPDRIVE_BUILD_JOBS", "2"))
-        plugin_build.build(BUILD_DIR, STAGE_DIR, python=sys.executable, jobs=jobs, log=self.announce)
+        log = _terminal_log()
+        plugin_build.build(BUILD_DIR, STAGE_DIR, python=sys.executable, jobs=jobs, log=log)
+        log(f"mlipdrive: LAMMPS plugin built; it goes to {pathlib.Path(sys.prefix) / PLUGIN_FOLDER}")
         if self.editable_mode:
             # setuptools leaves data_files out of editable wheels (it looks for
             # has_data, not has_data_files): put the plugin in place here
@@ -50,6 +52,19 @@ class BuildLammpsPlugin(Command):
             for name in plugin_build.PLUGIN_FILES:
                 shutil.copy2(STAGE_DIR / name, target / (name + ".new"))
                 os.replace(target / (name + ".new"), target / name)  # never a half-written file
+
+
+def _terminal_log():
+    """Where the build's progress goes. pip shows a build backend's output only
+    with -v (it reads it from a pipe); the terminal pip runs in, when there is
+    one, shows it always; else stderr (pip -v, and pip's report of a failure)."""
+    try:
+        stream = open("/dev/tty", "w")
+        # a line of its own: pip's "Building wheel ... " may not have ended yet
+        print(file=stream)
+    except OSError:
+        stream = sys.stderr
+    return lambda message: print(message, file=stream, flush=True)
 
 
 class BinaryDistribution(Distribution):

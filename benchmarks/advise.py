@@ -15,9 +15,10 @@ each process really computed with are read from /proc. Then, for each engine:
 the measured table (ms/step, ns/day), the best option, the exact command
 lines, and when more ranks would start to pay: the size at which the ghost
 shell (interaction range + skin) is cheap enough, from the measured costs and
-the shell's geometry (:mod:`mlipdrive.bench.ghosts`). Writes
-OUTPUT/advise.json and OUTPUT/advise.md and prints the latter.
+the shell's geometry. Writes OUTPUT/advise.json and OUTPUT/advise.md and
+prints the latter.
 """
+# (this docstring is the command's --help; the ghost shell's geometry is in ghosts.py)
 
 import argparse
 import dataclasses
@@ -39,7 +40,7 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "advise", help="measure ranks x threads x settings for a model and system, "
         "and recommend how to run it in LAMMPS and i-PI",
-        description=__doc__.replace("``", ""),
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     configure(parser)
@@ -316,15 +317,10 @@ def run(args) -> int:
             else pathlib.Path(tempfile.mkdtemp(prefix="mlipdrive-advise-")))
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
-    record = {
-        "schema": SCHEMA,
-        "created": environment.now(),
-        "command": "mlipdrive " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "plan": dataclasses.asdict(plan),
-        "machine": environment.machine(),
-        "versions": environment.versions(),
-        "git": environment.git_revision(),
-    }
+    record = environment.start_record(
+        SCHEMA, "mlipdrive " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        plan=dataclasses.asdict(plan),
+    )
     try:
         rows, record["model"], record["system"] = measure(
             plan, work / "measure", progress=not args.no_progress
@@ -345,8 +341,7 @@ def run(args) -> int:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
-    record["machine"]["load_average_end"] = environment.load_average()
-    record["finished"] = environment.now()
+    environment.finish_record(record)
     code = write(record, output, write_json=True)
     print(markdown(record))
     failed = [r for r in rows if r.get("status") != "ok"]

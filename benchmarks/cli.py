@@ -27,7 +27,7 @@ def add_parser(subparsers):
     defaults = Options()
     parser = subparsers.add_parser(
         "bench", help="MD benchmark matrix: engines x sizes x settings x ranks x models",
-        description=__doc__.replace("``", ""),
+        description=__doc__,
         epilog="Engines: " + _engine_list() + ". Timings are wall-clock; run on a quiet "
         "machine for numbers worth keeping.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -39,7 +39,8 @@ def add_parser(subparsers):
                       "still apply")
     what.add_argument("--models", nargs="+", default=None, metavar="MODEL",
                       help="'mace' (the shipped models/mace/mace-cual.pt), 'lj' (exact LJ "
-                      "argon) or .pt files (default: mace lj)")
+                      "argon), 'lj-strict' (the same on a strict half list) or .pt files "
+                      "(default: mace lj)")
     what.add_argument("--engines", nargs="+", default=None, metavar="ENGINE",
                       help="engines to run (default: all)")
     what.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N",
@@ -53,7 +54,16 @@ def add_parser(subparsers):
     what.add_argument("--structure", default=None, metavar="FILE",
                       help="unit cell to replicate (any ASE format) instead of the "
                       "model's default (argon for LJ, CuAl for MACE)")
-    how = parser.add_argument_group("how")
+    _add_how(parser.add_argument_group("how"))
+    _add_output(parser.add_argument_group("output"))
+    parser.set_defaults(func=run)
+    _add_modes(parser)
+
+
+def _add_how(how):
+    """How each row runs: beads, threads, device, steps, repeats, limits."""
+    how.add_argument("--beads", type=int, default=None, metavar="P",
+                     help="i-PI rows: path-integral beads (default 1)")
     how.add_argument("--threads", type=int, default=None,
                      help="torch threads per process or rank, in every engine (default 1)")
     how.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
@@ -74,7 +84,10 @@ def add_parser(subparsers):
                      help="limit per row in seconds (default 1800; 60 with --quick)")
     how.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                      help="one process per in-process row (default: on, off with --quick)")
-    out = parser.add_argument_group("output")
+
+
+def _add_output(out):
+    """Where results go and what is shown."""
     out.add_argument("--output", default="bench-results", metavar="DIR",
                      help="folder for bench.json, bench.md and the plots "
                      "(default: ./bench-results; the committed run is benchmarks/results)")
@@ -85,8 +98,6 @@ def add_parser(subparsers):
                      help="print the engines and rows that would run, then stop")
     out.add_argument("--render", metavar="JSON",
                      help="write bench.md and the plots from an existing bench.json")
-    parser.set_defaults(func=run)
-    _add_modes(parser)
 
 
 def _add_modes(parser):
@@ -99,13 +110,13 @@ def _add_modes(parser):
     advise.configure(modes.add_parser(
         "advise", help="the same as mlipdrive advise: ranks x threads x settings measured "
         "for one model and system, with a recommendation per engine",
-        description=advise.__doc__.replace("``", ""),
+        description=advise.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ))
     soak.configure(modes.add_parser(
         "soak", help="long NVE runs through LAMMPS (restart midway) and i-PI (client "
         "replaced midway): step time, memory and energy every N steps",
-        description=soak.__doc__.replace("``", ""),
+        description=soak.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ))
 
@@ -124,7 +135,7 @@ def options_from_arguments(args):
         "settings": args.settings, "ranks": args.ranks, "threads": args.threads,
         "device": args.device, "timestep_fs": args.timestep, "steps": args.steps,
         "budget_s": args.budget, "max_steps": args.max_steps, "repeats": args.repeats,
-        "rounds": args.rounds,
+        "rounds": args.rounds, "beads": args.beads,
         "warmup": args.warmup, "timeout_s": args.timeout, "isolate": args.isolate,
         "structure": args.structure,
     }
@@ -142,6 +153,8 @@ def _check(options):
         raise ValueError(f"--sizes must be positive atom counts, got {list(options.sizes)}")
     if any(n < 1 for n in options.ranks):
         raise ValueError(f"--ranks must be >= 1, got {list(options.ranks)}")
+    if options.beads < 1:
+        raise ValueError(f"--beads must be >= 1, got {options.beads}")
     if options.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {options.threads}")
     if options.repeats < 1:
@@ -174,24 +187,18 @@ def run(args) -> int:
     if args.list:
         return _list(options)
 
-    record = {
-        "schema": "mlipdrive-bench/1",
-        "created": environment.now(),
-        "command": "mlipdrive bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
-        "options": dataclasses.asdict(options),
-        "machine": environment.machine(),
-        "versions": environment.versions(),
-        "git": environment.git_revision(),
-        "engines": {name: {"role": e.role, "description": e.description}
-                    for name, e in ENGINES.items()},
-    }
+    record = environment.start_record(
+        "mlipdrive-bench/1", "mlipdrive bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        options=dataclasses.asdict(options),
+    )
+    record["engines"] = {name: {"role": e.role, "description": e.description}
+                         for name, e in ENGINES.items()}
     progress = Progress(0, enabled=not args.no_progress)
     output.mkdir(parents=True, exist_ok=True)
     work = output / "work" if args.keep_work else None
     result = runner.run(options, progress=progress, workdir=work, keep_work=args.keep_work)
     progress.close()
-    record["machine"]["load_average_end"] = environment.load_average()
-    record["finished"] = environment.now()
+    environment.finish_record(record)
     record["wall_s"] = result["wall_s"]
     record["models"] = result["models"]
     record["rows"] = result["rows"]

@@ -71,6 +71,19 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def start_record(schema: str, command: str, **fields) -> dict:
+    """The head of a measurement's JSON record: what ran, when, where, with what
+    versions and code (``fields`` follow); :func:`finish_record` closes it."""
+    return {"schema": schema, "created": now(), "command": command, **fields,
+            "machine": machine(), "versions": versions(), "git": git_revision()}
+
+
+def finish_record(record: dict):
+    """Stamp the end of the measurement: the load then and the time."""
+    record["machine"]["load_average_end"] = load_average()
+    record["finished"] = now()
+
+
 def _cpu_model() -> Optional[str]:
     try:
         with open("/proc/cpuinfo") as file:

@@ -1,4 +1,4 @@
-"""The LAMMPS plugin's glue against LAMMPS's own ``lj/cut`` (issue 13).
+"""The LAMMPS plugin's glue against LAMMPS's own ``lj/cut``.
 
 For every ``lammps`` row of a model that also has ``lammps-lj`` rows (our exact
 LJ model), the row of the same atoms and ranks from the same run gives:
@@ -20,7 +20,7 @@ reported without one.
 import math
 from typing import List, Optional
 
-#: issue-13 targets at this many LJ atoms (turbo, one torch thread per rank)
+#: the glue targets are defined at this many LJ atoms (turbo, one torch thread per rank)
 GLUE_ATOMS = 32000
 GLUE_DRIVER_SHARE = 0.25  # drv / (fwd + bwd)
 GLUE_LJ_CUT_RATIO = 2.5  # plugin ms/step / lj/cut ms/step
@@ -72,7 +72,8 @@ def _per_atom_kib(row: dict) -> Optional[float]:
 
 
 def glue_targets(rows: List[dict]) -> List[dict]:
-    """The issue-13 targets for the glue rows at the size nearest GLUE_ATOMS."""
+    """The glue targets (plugin against lj/cut, its glue against the model) for the
+    rows at the size nearest GLUE_ATOMS."""
     entries = glue_rows(rows)
     sizes = sorted({e["atoms"] for e in entries}, key=lambda n: abs(math.log(n / GLUE_ATOMS)))
     found = []
@@ -81,16 +82,19 @@ def glue_targets(rows: List[dict]) -> List[dict]:
                  f"{entry['ranks']} rank(s)")
         ratio = entry["lj_cut_ratio"]
         found.append(_target(f"LAMMPS plugin ms/step / lj/cut ms/step, {where}", ratio,
-                             f"<= {GLUE_LJ_CUT_RATIO:g}", ratio <= GLUE_LJ_CUT_RATIO))
+                             f"<= {GLUE_LJ_CUT_RATIO:g}", ratio <= GLUE_LJ_CUT_RATIO,
+                             entry["atoms"]))
         share = entry["driver_share"]
         if share is not None:
             found.append(_target(f"plugin glue (drv) / model forward + backward, {where}", share,
-                                 f"<= {GLUE_DRIVER_SHARE:g}", share <= GLUE_DRIVER_SHARE))
+                                 f"<= {GLUE_DRIVER_SHARE:g}", share <= GLUE_DRIVER_SHARE,
+                                 entry["atoms"]))
     return found
 
 
-def _target(name, value, goal, met) -> dict:
-    return {"target": name, "value": value, "goal": goal, "met": met, "unit": "x"}
+def _target(name, value, goal, met, atoms) -> dict:
+    return {"target": name, "value": value, "goal": goal, "met": met, "unit": "x",
+            "atoms": atoms, "defined_atoms": GLUE_ATOMS}
 
 
 def glue_markdown(rows: List[dict]) -> List[str]:

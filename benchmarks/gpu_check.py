@@ -20,6 +20,7 @@ Speed is measured separately by ``mlipdrive bench --device ...``
 import argparse
 import json
 import pathlib
+import shlex
 import sys
 import tempfile
 from typing import Dict
@@ -137,13 +138,16 @@ def main(argv=None) -> int:
     from .models import MACE_PATH
 
     model = args.model or str(MACE_PATH)
-    record = {"device": args.device, "model": model, "limits_float64": FLOAT64_LIMITS,
-              "machine": environment.machine(), "versions": environment.versions(),
-              "created": environment.now()}
+    words = sys.argv[1:] if argv is None else argv
+    record = environment.start_record(
+        "mlipdrive-gpu-check/1", " ".join([parser.prog] + [shlex.quote(w) for w in words]),
+        device=args.device, model=model, limits_float64=FLOAT64_LIMITS,
+    )
     with tempfile.TemporaryDirectory() as scratch:
         record["sizes"] = [check_size(n, model, args.device, pathlib.Path(scratch))
                            for n in args.sizes]
     record["float64_ok"] = all(size["float64_ok"] for size in record["sizes"])
+    environment.finish_record(record)
     pathlib.Path(args.output).write_text(json.dumps(record, indent=1) + "\n")
     for size in record["sizes"]:
         print(f"{size['atoms']} atoms on {args.device}: float64 "

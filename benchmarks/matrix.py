@@ -26,6 +26,7 @@ class Row:
     settings: str  # label: 'default', 'turbo', a custom 'k=v,...', or 'reference'
     settings_values: Dict[str, str]  # 'preset' plus setting texts (engine-independent)
     ranks: int = 1
+    beads: int = 1  # i-PI rows: beads of the ring polymer (others: ignored)
     threads: int = 1
     device: str = "cpu"
     timestep_fs: float = 1.0
@@ -53,6 +54,7 @@ class Row:
         return (
             f"{self.engine} {self.model} {self.atoms} atoms {self.settings}"
             + (f" np={self.ranks}" if self.ranks > 1 else "")
+            + (f" beads={self.beads}" if self.beads > 1 else "")
         )
 
     def settings_for_load(self) -> dict:

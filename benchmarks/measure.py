@@ -127,15 +127,10 @@ class TreeMemory:
     def __init__(self, pid: int):
         self.pid = pid
         self.peak_mb = 0.0  # largest VmHWM of one process
-        self.total_mb = 0.0  # largest sum of VmRSS over the tree at one time
 
     def sample(self):
-        total = 0.0
         for pid in _descendants(self.pid):
-            status = _status(pid)
-            self.peak_mb = max(self.peak_mb, status.get("VmHWM", 0.0))
-            total += status.get("VmRSS", 0.0)
-        self.total_mb = max(self.total_mb, total)
+            self.peak_mb = max(self.peak_mb, _peak_rss(pid))
 
 
 def _descendants(pid: int) -> List[int]:
@@ -157,29 +152,25 @@ def _descendants(pid: int) -> List[int]:
     return found
 
 
-def _status(pid: int) -> Dict[str, float]:
-    """VmHWM and VmRSS of ``pid`` in MiB ({} if it is gone)."""
-    values = {}
+def _peak_rss(pid: int) -> float:
+    """VmHWM (peak resident memory) of ``pid`` in MiB (0 if it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as file:
             for line in file:
-                if line.startswith(("VmHWM:", "VmRSS:")):
-                    key, amount = line.split()[:2]
-                    values[key[:-1]] = int(amount) / 1024.0
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
     except (OSError, ValueError):
         pass
-    return values
+    return 0.0
 
 
 class ProcessResult:
     """What :func:`wait_process` saw: exit code, peak RSS of the largest process
-    of the tree and of the whole tree (MiB), wall seconds, and whether the time
-    limit killed it."""
+    of the tree (MiB), wall seconds, and whether the time limit killed it."""
 
     def __init__(self, returncode: int, memory: "TreeMemory", wall_s: float, timed_out: bool):
         self.returncode = returncode
         self.peak_rss_mb = memory.peak_mb
-        self.total_rss_mb = memory.total_mb
         self.wall_s = wall_s
         self.timed_out = timed_out
 

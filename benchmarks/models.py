@@ -3,7 +3,8 @@
 ``mace`` is ``models/mace/mace-cual.pt`` of the checkout; ``lj`` is exported
 into the output folder by ``models/lj/export_lj.py`` (argon, shifted at the
 cutoff, the parameters below), so that LAMMPS's ``pair_style lj/cut`` with
-``pair_modify shift yes`` is the same potential.
+``pair_modify shift yes`` is the same potential. ``lj-strict`` is the same
+potential written apart, on a strict half list (``models/lj/strict_half_lj.py``).
 """
 
 import dataclasses
@@ -42,13 +43,12 @@ class ModelSpec:
 
 def resolve(name: str, workdir: pathlib.Path, unit_cell: Optional[str] = None) -> ModelSpec:
     """The model called ``name``: 'mace', 'lj' or the path of an exported model."""
-    if name == "lj":
-        path = workdir / "models" / "lj-argon.pt"
+    if name in ("lj", "lj-strict"):
+        label = "lj-argon" if name == "lj" else "lj-strict-half"
+        path = workdir / "models" / f"{label}.pt"
         if not path.is_file():
-            export_lj(path)
-        return ModelSpec(
-            "lj-argon", str(path), [18], kind_for_types([18], unit_cell), lj=dict(LJ)
-        )
+            export_lj(path, strict_half=name == "lj-strict")
+        return ModelSpec(label, str(path), [18], kind_for_types([18], unit_cell), lj=dict(LJ))
     if name == "mace":
         if not MACE_PATH.is_file():
             return ModelSpec(
@@ -59,7 +59,7 @@ def resolve(name: str, workdir: pathlib.Path, unit_cell: Optional[str] = None) -
     path = pathlib.Path(name)
     if not path.is_file():
         raise ValueError(
-            f"model '{name}' is neither 'mace', 'lj' nor an existing .pt file; give "
+            f"model '{name}' is neither 'mace', 'lj', 'lj-strict' nor an existing .pt file; give "
             "one of those"
         )
     types = model_types(path)
@@ -80,8 +80,9 @@ def model_types(path: pathlib.Path) -> List[int]:
     return sorted(int(t) for t in model.capabilities().atomic_types)
 
 
-def export_lj(path: pathlib.Path):
-    """Write our exact LJ argon model to ``path``."""
+def export_lj(path: pathlib.Path, strict_half: bool = False):
+    """Write our exact LJ argon model to ``path`` (``strict_half``: the one on a
+    strict half list, models/lj/strict_half_lj.py)."""
     script = ROOT / "models" / "lj" / "export_lj.py"
     if not script.is_file():
         raise ValueError(
@@ -92,8 +93,12 @@ def export_lj(path: pathlib.Path):
     sys.path.insert(0, str(script.parent))
     try:
         from export_lj import export_lj as export
+        from strict_half_lj import export as export_strict
     finally:
         sys.path.pop(0)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if strict_half:
+        export_strict(str(path), cutoff=LJ["cutoff"], sigma=LJ["sigma"], epsilon=LJ["epsilon"])
+        return
     export(path, sigma=LJ["sigma"], epsilon=LJ["epsilon"], cutoff=LJ["cutoff"],
            shifted=LJ["shifted"], elements=("Ar",))

@@ -43,6 +43,7 @@ class Options:
     sizes: Sequence[int] = (100, 1000, 8000)
     settings: Sequence[str] = ("default", "turbo")
     ranks: Sequence[int] = (1, 2)
+    beads: int = 1  # i-PI rows only
     threads: int = 1
     device: str = "cpu"
     timestep_fs: float = 1.0
@@ -96,7 +97,7 @@ def prepare(options: Options, workdir: pathlib.Path):
         threads=options.threads, device=options.device, timestep_fs=options.timestep_fs,
         steps=options.steps, repeats=options.repeats, warmup=options.warmup,
         budget_s=options.budget_s, max_steps=options.max_steps,
-        timeout_s=options.timeout_s, seed=options.seed,
+        timeout_s=options.timeout_s, seed=options.seed, beads=options.beads,
     )
     rows = expand(engines=chosen, models=models, systems=systems, sizes=options.sizes,
                   settings=settings, ranks=options.ranks, common=common)

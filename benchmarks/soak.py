@@ -8,11 +8,12 @@
 
 Through LAMMPS (``write_restart``/``read_restart`` midway) and i-PI (our client
 stopped and replaced midway), recording every ``--every`` steps the step time,
-the resident memory of the process that holds the model and the total energy
-(:mod:`mlipdrive.bench.soak_runs`); then memory growth, step-time flatness
-and energy drift (:mod:`mlipdrive.bench.soak_report`). Writes OUTPUT/soak.json,
+the resident memory of the process that holds the model and the total energy;
+then memory growth, step-time flatness and energy drift. Writes OUTPUT/soak.json,
 OUTPUT/soak.md and OUTPUT/soak.png. The engines run one after the other.
 """
+# (this docstring is the command's --help; the runs are in soak_runs.py, the
+# report in soak_report.py)
 
 import argparse
 import dataclasses
@@ -115,10 +116,9 @@ def run(args) -> int:
                 else pathlib.Path(tempfile.mkdtemp(prefix="mlipdrive-soak-")))
         work.mkdir(parents=True, exist_ok=True)
         work = work.resolve()
-        record = {"schema": SCHEMA, "created": environment.now(),
-                  "command": "mlipdrive " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                  "machine": environment.machine(), "versions": environment.versions(),
-                  "git": environment.git_revision()}
+        record = environment.start_record(
+            SCHEMA, "mlipdrive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        )
         try:
             record["model"], record["settings"], spec = prepare(args, work)
             record["spec"] = dataclasses.asdict(spec)
@@ -126,8 +126,7 @@ def run(args) -> int:
         finally:
             if not args.keep_work:
                 shutil.rmtree(work, ignore_errors=True)
-        record["machine"]["load_average_end"] = environment.load_average()
-        record["finished"] = environment.now()
+        environment.finish_record(record)
         write_json(record, output / "soak.json")
     (output / "soak.md").write_text(markdown(record))
     plot(record, output / "soak.png")

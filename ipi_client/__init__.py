@@ -2,14 +2,17 @@
 
 Command line: ``mlipdrive ipi --model M --structure init.xyz --unix NAME`` (or
 ``--address HOST --port PORT``); under ``mpirun -np N`` the evaluation is split
-over N ranks by spatial domains and rank 0 talks to i-PI. In Python::
+over N ranks by spatial domains and rank 0 talks to i-PI. i-PI 3.3's
+``<ffsocket mode='shm'>`` (``--shm``) and ``<ffmpi>`` (``--ffmpi``, in one
+``mpirun`` job with i-PI) are served too. In Python::
 
     import mlipdrive, mlipdrive.ipi
     potential = mlipdrive.load("model.pt")            # Å, eV
     code = mlipdrive.ipi.serve(potential.compute, types, unix="NAME")
 
-The wire protocol is in ``_protocol.py``, the loop and the unit conventions in
-``_client.py``, the serial/MPI launcher in ``_run.py``.
+The wire protocol is in ``_protocol.py`` (shared memory: ``_shm.py``, MPI:
+``_ffmpi.py``), the loop and the unit conventions in ``_client.py``, the
+serial/MPI launcher in ``_run.py``.
 """
 
 from ._client import (

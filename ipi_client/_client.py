@@ -36,7 +36,7 @@ import socket
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -58,6 +58,7 @@ from ._protocol import (
     status_reply,
     unexpected_header,
 )
+from ._shm import SharedFrames
 
 # i-PI's conversion factors (ipi/utils/units.py, UnitMap), checked by the tests
 BOHR_PER_ANGSTROM = 1.8897261
@@ -128,7 +129,6 @@ class Timings:
     model: float = 0.0  # inside potential.compute
     active: float = 0.0  # from a header's arrival to the end of its handling
     waiting: float = 0.0  # blocked on the socket, waiting for the next message
-    per_message: dict = field(default_factory=dict)
 
     @property
     def overhead(self) -> float:
@@ -243,57 +243,8 @@ def connect(
         ``sockets_prefix + unix``, or ``unix`` itself if it is an absolute path
     :param address, port: INET host and port (used when ``unix`` is None)
     """
-    if unix is not None:
-        path = unix if unix.startswith("/") else sockets_prefix + unix
-        if len(path.encode()) > 107:
-            raise ConnectError(
-                f"UNIX socket path '{path}' is {len(path.encode())} bytes, longer "
-                "than the 107 the system allows; use a shorter name or prefix"
-            )
-        family, target, where = socket.AF_UNIX, path, f"UNIX socket {path}"
-    else:
-        if port is None or not 0 < port < 65536:
-            raise ConnectError(f"expected an INET port in 1..65535, got {port}")
-        family, target, where = socket.AF_INET, (address, port), f"{address}:{port}"
-        try:
-            socket.getaddrinfo(address, port, socket.AF_INET, socket.SOCK_STREAM)
-        except socket.gaierror as error:
-            raise ConnectError(f"cannot resolve host '{address}': {error}") from None
-
-    deadline = time.monotonic() + max(timeout, 0.0)
-    delay = 0.05
-    announced = False
-    while True:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(max(1.0, deadline - time.monotonic()))
-            sock.connect(target)
-        except (FileNotFoundError, ConnectionRefusedError, socket.timeout) as error:
-            sock.close()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                stale = (
-                    " The socket file exists but nobody listens: a stale file from "
-                    "a crashed i-PI? remove it and restart i-PI."
-                    if family == socket.AF_UNIX and isinstance(error, ConnectionRefusedError)
-                    else ""
-                )
-                raise ConnectError(
-                    f"no i-PI server at {where} after waiting {timeout:g} s "
-                    f"({type(error).__name__}). Start 'i-pi input.xml' first and check "
-                    "that the <ffsocket> mode and <address>/<port> match this "
-                    "client's options (or raise --connect-timeout)." + stale
-                ) from None
-            if not announced:
-                log(f"waiting for i-PI at {where} (up to {timeout:g} s)")
-                announced = True
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 1.0)
-            continue
-        except OSError as error:
-            sock.close()
-            raise ConnectError(f"cannot connect to i-PI at {where}: {error}") from error
-        break
+    family, target, where = _socket_target(unix, address, port, sockets_prefix)
+    sock = _connect_with_retry(family, target, where, timeout)
     if family == socket.AF_INET:
         # i-PI's messages are small and strictly alternate: Nagle's algorithm
         # would hold each reply back for an ACK (ASE's client ran 5x slower)
@@ -305,6 +256,66 @@ def connect(
     return sock
 
 
+def _socket_target(unix, address, port, sockets_prefix):
+    """``(family, target, description)`` of i-PI's socket, checked before connecting."""
+    if unix is not None:
+        path = unix if unix.startswith("/") else sockets_prefix + unix
+        if len(path.encode()) > 107:
+            raise ConnectError(
+                f"UNIX socket path '{path}' is {len(path.encode())} bytes, longer "
+                "than the 107 the system allows; use a shorter name or prefix"
+            )
+        return socket.AF_UNIX, path, f"UNIX socket {path}"
+    if port is None or not 0 < port < 65536:
+        raise ConnectError(f"expected an INET port in 1..65535, got {port}")
+    try:
+        socket.getaddrinfo(address, port, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise ConnectError(f"cannot resolve host '{address}': {error}") from None
+    return socket.AF_INET, (address, port), f"{address}:{port}"
+
+
+def _connect_with_retry(family, target, where: str, timeout: float) -> socket.socket:
+    """A socket connected to ``target``; retries with back-off while nobody listens."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    delay = 0.05
+    announced = False
+    while True:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(1.0, deadline - time.monotonic()))
+            sock.connect(target)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError, socket.timeout) as error:
+            sock.close()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _no_server(family, where, timeout, error) from None
+            if not announced:
+                log(f"waiting for i-PI at {where} (up to {timeout:g} s)")
+                announced = True
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 1.0)
+        except OSError as error:
+            sock.close()
+            raise ConnectError(f"cannot connect to i-PI at {where}: {error}") from error
+
+
+def _no_server(family, where: str, timeout: float, error: OSError) -> ConnectError:
+    stale = (
+        " The socket file exists but nobody listens: a stale file from "
+        "a crashed i-PI? remove it and restart i-PI."
+        if family == socket.AF_UNIX and isinstance(error, ConnectionRefusedError)
+        else ""
+    )
+    return ConnectError(
+        f"no i-PI server at {where} after waiting {timeout:g} s "
+        f"({type(error).__name__}). Start 'i-pi input.xml' first and check "
+        "that the <ffsocket> mode and <address>/<port> match this "
+        "client's options (or raise --connect-timeout)." + stale
+    )
+
+
 # ---------------------------------------------------------------------- the loop
 
 class Client:
@@ -312,16 +323,20 @@ class Client:
 
     :param wire: the connected :class:`Wire`
     :param evaluator: the :class:`Evaluator` (fixes the number of atoms)
+    :param shm: i-PI's ``mode='shm'``: the numbers go through shared memory
+        (:class:`SharedFrames`); call :meth:`close` before closing the socket
     """
 
-    def __init__(self, wire: Wire, evaluator: Evaluator, verbose: bool = False):
+    def __init__(self, wire: Wire, evaluator: Evaluator, verbose: bool = False,
+                 shm: bool = False):
         self.wire = wire
         self.evaluator = evaluator
         self.verbose = verbose
         self.initialized = False
         self.have_data = False
         self.replica: Optional[int] = None
-        self.frames = Frames(evaluator.natoms, 1)
+        self._frames_type = SharedFrames if shm else Frames
+        self.frames = self._frames_type(evaluator.natoms, 1)
         self.extras: List[bytes] = [b""]
         self.timings = Timings()
 
@@ -364,13 +379,19 @@ class Client:
         replica, text = read_init(self.wire)
         batch = batch_size_from_init(text)
         if batch != self.frames.batch:
-            self.frames = Frames(self.evaluator.natoms, batch)
+            self.close()
+            self.frames = self._frames_type(self.evaluator.natoms, batch)
             self.extras = [b""] * batch
         self.replica = replica
         self.initialized = True
         self.have_data = False
         if self.verbose:
             log(f"INIT for replica {replica} ({text.strip()!r}), batches of {batch}")
+
+    def close(self):
+        """Release the shared memory of ``mode='shm'`` (nothing for sockets)."""
+        if isinstance(self.frames, SharedFrames):
+            self.frames.close()
 
     def _evaluate(self):
         frames = self.frames
@@ -426,6 +447,7 @@ def serve(
     address: str = "localhost",
     port: Optional[int] = None,
     sockets_prefix: str = DEFAULT_SOCKETS_PREFIX,
+    shm: bool = False,
     pbc=None,
     per_atom_energies: bool = False,
     ensemble: str = "",
@@ -438,9 +460,14 @@ def serve(
     """Connect to i-PI and answer it until EXIT; return an exit code (``EXIT_*``).
 
     Every failure is reported on stderr with its cause; nothing is raised except
-    ``KeyboardInterrupt``. See :func:`connect` for the address options and
+    ``KeyboardInterrupt``. See :func:`connect` for the address options,
+    :class:`Client` for ``shm`` (i-PI's ``mode='shm'``, over ``unix``) and
     :class:`Evaluator` for ``compute``, ``types``, ``pbc`` and ``per_atom_energies``.
     """
+    if shm and unix is None:
+        log("error: i-PI's mode='shm' runs over a UNIX socket: give its <address> "
+            "as the UNIX socket name")
+        return EXIT_USAGE
     evaluator = Evaluator(
         compute, types, pbc=pbc, per_atom_energies=per_atom_energies, ensemble=ensemble
     )
@@ -449,12 +476,24 @@ def serve(
     except ConnectError as error:
         log(f"error: {error}")
         return EXIT_CONNECT
-    client = Client(Wire(sock, message_timeout, idle_timeout), evaluator, verbose)
+    client = Client(Wire(sock, message_timeout, idle_timeout), evaluator, verbose, shm)
+    try:
+        code = _serve_until_exit(client)
+        if code == EXIT_OK and (verbose or timings):
+            log("i-PI sent EXIT; " + client.timings.summary())
+    finally:
+        client.close()  # before the socket: see _shm.py
+        close_gently(sock)
+    if code != EXIT_OK and timings:
+        log(client.timings.summary())
+    return code
+
+
+def _serve_until_exit(client: Client) -> int:
+    """Run ``client`` to i-PI's EXIT; report a failure and return its exit code."""
     code = EXIT_OK
     try:
         client.run()
-        if verbose or timings:
-            log("i-PI sent EXIT; " + client.timings.summary())
     except ConnectionLost as error:
         log(f"error: {error} ({client.timings.evaluations} evaluations done)")
         code = EXIT_CONNECTION_LOST
@@ -468,9 +507,5 @@ def serve(
         )
         log(IPI_LEFT_WAITING)
         code = EXIT_EVALUATION
-    finally:
-        close_gently(sock)
-    if code != EXIT_OK and timings:
-        log(client.timings.summary())
     return code
 

@@ -331,26 +331,15 @@ class Frames:
         """Read the POSDATA payload (after its header) into :attr:`positions` and :attr:`cells`."""
         if self.batch == 1:
             wire.read_into(self._head, "POSDATA (cell, inverse cell, natoms)")
-            self._check_natoms(int(self._natoms[0]))
+            check_natoms(int(self._natoms[0]), self.natoms)
         else:
             wire.read_into(self._natoms, "batched POSDATA (natoms)")
-            self._check_natoms(int(self._natoms[0]))
+            check_natoms(int(self._natoms[0]), self.natoms)
             wire.read_into(self._cells, f"batched POSDATA ({self.batch} cells)")
         wire.read_into(
             self.positions,
             f"POSDATA positions ({self.batch} × {self.natoms} atoms)",
         )
-
-    def _check_natoms(self, natoms: int):
-        if natoms != self.natoms:
-            raise ProtocolError(
-                f"i-PI sent positions of {natoms} atoms, but this client serves "
-                f"{self.natoms} atoms (from the structure file). With an <activelist> "
-                "in the <ffsocket>, i-PI sends only the active atoms: give the client "
-                "--active with the same indices (and the structure that initialises "
-                "i-PI), or a structure of just those atoms in that order; otherwise "
-                "give the structure that initialises i-PI"
-            )
 
     def reply_parts(self, extras: List[bytes]) -> list:
         """The FORCEREADY message, as buffers to send in order."""
@@ -362,6 +351,21 @@ class Frames:
             parts.append(np.array([len(text)], dtype=_INT32))
             parts.append(text)
         return parts
+
+
+def check_natoms(natoms: int, expected: int):
+    """The number of atoms in a POSDATA must be the client's (its structure file's)."""
+    if natoms != expected:
+        raise ProtocolError(
+            f"i-PI sent positions of {natoms} atoms, but this client serves "
+            f"{expected} atoms (from the structure file). With an <activelist> "
+            "in the <ffsocket>, i-PI sends only the active atoms: give the client "
+            "--active with the same indices (and the structure that initialises "
+            "i-PI), or a structure of just those atoms in that order; otherwise "
+            "give the structure that initialises i-PI. (A client whose transport "
+            "differs from the <ffsocket mode> reads nonsense here: add --shm for "
+            "mode='shm', and only then.)"
+        )
 
 
 def status_reply(initialized: bool, have_data: bool) -> bytes:
@@ -382,5 +386,5 @@ def unexpected_header(raw: bytes, expected: Optional[str] = None) -> ProtocolErr
     return ProtocolError(
         f"unknown message header {describe_header(raw)} from the server; expected "
         f"one of {known}. Is the address that of an i-PI <ffsocket> in 'unix' or "
-        "'inet' mode ('shm' mode is not supported)?"
+        "'inet' mode (or 'shm', with --shm)?"
     )

@@ -2,10 +2,14 @@
 
 Under ``mpirun -np N`` (N > 1) every rank loads the model and joins a
 :class:`mlipdrive.decomposition.DistributedPotential`; rank 0 alone reads the
-structure, owns the socket and answers i-PI, the other ranks evaluate their
-spatial domains until rank 0 closes the potential (after EXIT or any error).
+structure, owns the socket (UNIX, INET or ``shm``) and answers i-PI, the other
+ranks evaluate their spatial domains until rank 0 closes the potential (after
+EXIT or any error). Under i-PI's ``<ffmpi>`` (:func:`run_ffmpi`) the client
+ranks form groups; each group's root answers i-PI over MPI and the group is
+one such decomposition.
 """
 
+import contextlib
 import os
 import signal
 import threading
@@ -14,17 +18,25 @@ from typing import Optional
 import numpy as np
 
 from ._client import (
-    DEFAULT_SOCKETS_PREFIX,
     EXIT_EVALUATION,
+    EXIT_OK,
+    EXIT_PROTOCOL,
+    EvaluationError,
+    Evaluator,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USAGE,
     log,
     serve,
 )
+from ._ffmpi import MpiLink, join_ipi_world
+from ._protocol import ProtocolError
 
 # environment variables through which MPI launchers give the number of ranks
 _MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+
+_HANDED_BACK = "closed the connection (i-PI gives the work to other clients)"
 
 
 class Terminated(BaseException):
@@ -83,6 +95,7 @@ def run(
     extensions: Optional[str] = None,
     mpi: Optional[bool] = None,
     active=None,
+    ffmpi: Optional[dict] = None,
     **serve_options,
 ) -> int:
     """Load ``model``, connect to i-PI and serve it until EXIT; return an exit code.
@@ -92,62 +105,88 @@ def run(
         (``mpirun -np N`` with N > 1)
     :param active: i-PI's ``<activelist>`` (atom indices in ``structure``): i-PI
         sends only these atoms, and they are evaluated alone
+    :param ffmpi: talk to i-PI's ``<ffmpi>`` over MPI instead of a socket: the
+        keyword arguments of :func:`run_ffmpi` (``group_size``, ``server_rank``,
+        ``name``, ``colour``); ``mpi`` is then ignored
     :param serve_options: the connection and loop options of
-        :func:`mlipdrive.ipi.serve` (``unix``, ``port``, ``timings``, ...)
+        :func:`mlipdrive.ipi.serve` (``unix``, ``port``, ``shm``, ``timings``, ...)
     ``settings``, ``device`` and ``extensions`` are those of :func:`mlipdrive.load`.
     """
     from mlipdrive import load
 
-    comm = None
-    if mpi or (mpi is None and launched_with_mpi()):
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
-        if comm.Get_size() == 1:
-            comm = None
+    if ffmpi is not None:
+        return run_ffmpi(model, structure, structure_format=structure_format,
+                         settings=settings, device=device, extensions=extensions,
+                         active=active, **ffmpi, **serve_options)
+    comm = _decomposition_comm(mpi)
     rank = 0 if comm is None else comm.Get_rank()
-
     # i-PI's wire units are converted at the client boundary (see _client.py)
     potential = load(model, settings=settings, device=device, extensions=extensions,
                      units="metal")
-
     types, problem = None, None
     if rank == 0:
-        try:
-            types = read_types(structure, structure_format, potential.atomic_types)
-            types = active_types(types, active, structure)
-            if serve_options.get("ensemble"):
-                potential.ensemble_key()  # the model's ensemble, or an error now
-            if comm is not None and serve_options.get("ensemble"):
-                raise ValueError(
-                    "ensembles (energy_ensemble, force_virial_ensemble) run on one rank; "
-                    "run the client without mpirun"
-                )
-        except ValueError as error:
-            problem = str(error)
+        types, problem = _client_types(potential, structure, structure_format, active,
+                                       serve_options.get("ensemble"), comm is not None)
     if comm is not None:
         problem = comm.bcast(problem, root=0)
     if problem is not None:
         if rank == 0:
             log(f"error: {problem}")
         return EXIT_USAGE
+    with _sigterm_raises(rank == 0):
+        try:
+            if comm is None:
+                return serve(potential.compute, types, **serve_options)
+            return _run_distributed(potential, comm, types, serve_options)
+        except KeyboardInterrupt:
+            if rank == 0:
+                log(f"interrupted; {_HANDED_BACK}")
+            return EXIT_INTERRUPTED
+        except Terminated:
+            log(f"terminated (SIGTERM); {_HANDED_BACK}")
+            return EXIT_TERMINATED
 
-    handle_term = rank == 0 and threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if handle_term else None
+
+def _decomposition_comm(mpi: Optional[bool]):
+    """COMM_WORLD when the evaluation is split over several ranks, else None."""
+    if not (mpi or (mpi is None and launched_with_mpi())):
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def _client_types(potential, structure, structure_format, active, ensemble,
+                  decomposed: bool):
+    """``(types, None)`` of the atoms i-PI sends, or ``(None, why not)``."""
     try:
-        if comm is None:
-            return serve(potential.compute, types, **serve_options)
-        return _run_distributed(potential, comm, types, serve_options)
-    except KeyboardInterrupt:
-        if rank == 0:
-            log("interrupted; closed the connection (i-PI gives the work to other clients)")
-        return EXIT_INTERRUPTED
-    except Terminated:
-        log("terminated (SIGTERM); closed the connection (i-PI gives the work to "
-            "other clients)")
-        return EXIT_TERMINATED
+        types = read_types(structure, structure_format, potential.atomic_types)
+        types = active_types(types, active, structure)
+        if ensemble:
+            potential.ensemble_key()  # the model's ensemble, or an error now
+        if decomposed:
+            from mlipdrive.decomposition import check_splittable
+
+            check_splittable(potential, "splitting it over the MPI ranks")
+        if decomposed and ensemble:
+            raise ValueError(
+                "ensembles (energy_ensemble, force_virial_ensemble) run on one rank; "
+                "run the client without mpirun (or with --group-size 1 under <ffmpi>)"
+            )
+    except ValueError as error:
+        return None, str(error)
+    return types, None
+
+
+@contextlib.contextmanager
+def _sigterm_raises(wanted: bool):
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only)."""
+    handle = wanted and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handle else None
+    try:
+        yield
     finally:
-        if handle_term:
+        if handle:
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -178,3 +217,88 @@ def _run_distributed(potential, comm, types, options) -> int:
             comm.Abort(EXIT_INTERRUPTED)
         # releases the other ranks from serve(), whatever happened here
         distributed.close()
+
+
+# ---------------------------------------------------------------------- <ffmpi>
+
+def run_ffmpi(model: str, structure: str, *, structure_format=None, settings="default",
+              device="cpu", extensions=None, active=None, group_size: int = 1,
+              server_rank: int = 0, name: str = "", colour: int = 0, pbc=None,
+              per_atom_energies=False, ensemble="", verbose=False, timings=False,
+              **socket_options) -> int:
+    """Serve i-PI's ``<ffmpi>`` from every client rank of an MPMD job (see
+    ``_ffmpi.py``): each group of ``group_size`` ranks evaluates one structure
+    at a time, its root talking to i-PI, the group split into spatial domains.
+    A failure ends the whole job (i-PI cannot be told over MPI). The
+    ``socket_options`` (address, timeouts) do not apply and are ignored.
+    """
+    from mpi4py import MPI
+
+    from mlipdrive import load
+
+    world = MPI.COMM_WORLD
+    if socket_options.get("shm"):
+        log("error: --shm is a mode of <ffsocket>; <ffmpi> passes everything over MPI")
+        return EXIT_USAGE
+    if world.Get_size() < 2 or world.Get_rank() == server_rank or group_size < 1:
+        log("error: <ffmpi> needs i-PI and the clients in one MPI job, e.g. 'mpirun -n 1 "
+            "i-pi input.xml : -n 2 mlipdrive-ipi-driver --mpi -m metatomic -o ...', "
+            f"i-PI on rank {server_rank} and a --group-size of at least 1")
+        return EXIT_USAGE
+    potential = load(model, settings=settings, device=device, extensions=extensions,
+                     units="metal")
+    group = join_ipi_world(world, server_rank, group_size, name, colour)
+    types, problem = None, None
+    if group.Get_rank() == 0:
+        types, problem = _client_types(potential, structure, structure_format, active,
+                                       ensemble, group.Get_size() > 1)
+    if group.bcast(problem, root=0) is not None:
+        if group.Get_rank() == 0:
+            log(f"error: {problem}")
+        world.Abort(EXIT_USAGE)
+    evaluator_options = dict(pbc=pbc, per_atom_energies=per_atom_energies, ensemble=ensemble)
+    with _sigterm_raises(group.Get_rank() == 0):
+        try:
+            code = _serve_ffmpi_group(potential, world, group, server_rank, types,
+                                      evaluator_options, verbose or timings)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        except Terminated:
+            code = EXIT_TERMINATED
+    if code != EXIT_OK:
+        log(f"stopping the whole MPI job (exit code {code}): i-PI would wait for ever "
+            "for this client's results")
+        world.Abort(code)
+    return code
+
+
+def _serve_ffmpi_group(potential, world, group, server_rank, types, evaluator_options,
+                       report: bool) -> int:
+    """One group's part of :func:`run_ffmpi`; an exit code."""
+    compute, distributed = potential.compute, None
+    if group.Get_size() > 1:
+        from mlipdrive.decomposition import DistributedPotential
+
+        distributed = DistributedPotential(potential, comm=group)
+        if group.Get_rank() != 0:
+            distributed.serve()
+            return EXIT_OK
+        compute = distributed.compute
+    link = MpiLink(world, server_rank, Evaluator(compute, types, **evaluator_options),
+                   verbose=report)
+    try:
+        link.run()
+    except EvaluationError as error:
+        log(f"error: the model failed on the structure i-PI sent (evaluation "
+            f"{link.timings.evaluations + 1}): {error}")
+        return EXIT_EVALUATION
+    except ProtocolError as error:
+        log(f"error: protocol: {error}")
+        return EXIT_PROTOCOL
+    finally:
+        if distributed is not None and not distributed.in_step:
+            distributed.close()
+    if report:
+        log("i-PI sent EXIT; " + link.timings.summary())
+    return EXIT_OK
+

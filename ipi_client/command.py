@@ -5,11 +5,15 @@
     i-pi input.xml &
     mlipdrive ipi --model model.pt --structure init.xyz --unix NAME
     mlipdrive ipi --model model.pt --structure init.xyz --address HOST --port PORT
+    mlipdrive ipi --model model.pt --structure init.xyz --unix NAME --shm
     mpirun -np 4 mlipdrive ipi --model model.pt --structure init.xyz --unix NAME
+    mpirun -n 1 i-pi input.xml : -n 2 mlipdrive ipi --model model.pt --structure init.xyz --ffmpi
 
 Also ``mlipdrive-ipi-driver``, with the options of i-PI's own ``i-pi-py_driver``::
 
     mlipdrive-ipi-driver -u -a NAME -m metatomic -o template=init.xyz,model=model.pt
+    mlipdrive-ipi-driver --shm -a NAME -m metatomic -o template=init.xyz,model=model.pt
+    mpirun -n 1 i-pi input.xml : -n 2 mlipdrive-ipi-driver --mpi -m metatomic -o ...
 
 Exit codes: 0 after i-PI's EXIT, 2 bad options or inputs, 3 no server, 4 the
 server went away, 5 a malformed message, 6 the model failed, 130 interrupted,
@@ -57,6 +61,11 @@ def add_parser(subparsers):
         "an absolute path",
     )
     where.add_argument("--port", type=port_number, help="INET socket: i-PI's <port>")
+    where.add_argument(
+        "--ffmpi", action="store_true",
+        help="i-PI's <ffmpi>: no socket, i-PI and this client in one MPI job "
+        "('mpirun -n 1 i-pi input.xml : -n K mlipdrive ipi ... --ffmpi')",
+    )
     parser.add_argument(
         "--address", default="localhost", help="INET host of i-PI (default: localhost)"
     )
@@ -66,12 +75,43 @@ def add_parser(subparsers):
         "(default: /tmp/ipi_)",
     )
     add_client_arguments(parser)
+    add_transport_arguments(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
 
-def add_client_arguments(parser):
-    """Options of the client loop, shared with ``mlipdrive-ipi-driver``."""
+def add_transport_arguments(parser):
+    """Options of i-PI 3.3's shared-memory and MPI transports, shared by both commands."""
+    parser.add_argument(
+        "--shm", action="store_true",
+        help="i-PI's <ffsocket mode='shm'>: positions and forces through shared memory, "
+        "control over the UNIX socket (same machine only)",
+    )
+    parser.add_argument(
+        "-g", "--group-size", type=_positive_int, default=1, metavar="G",
+        help="<ffmpi> only: client ranks per structure (default 1: each rank serves "
+        "i-PI alone); G > 1 splits each structure into G spatial domains",
+    )
+    parser.add_argument("--server-rank", type=int, default=0, metavar="R",
+                        help="<ffmpi> only: i-PI's rank in the MPI job (default 0)")
+    parser.add_argument("--mpi-name", default="", metavar="NAME",
+                        help="<ffmpi> only: the name of the <ffmpi> served (needed with "
+                        "several <ffmpi>)")
+    parser.add_argument("--mpi-id", type=int, default=0, metavar="ID",
+                        help="<ffmpi> only: keeps this <ffmpi>'s ranks apart from other "
+                        "<ffmpi>'s (needed with several <ffmpi> and G > 1)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def add_client_arguments(parser, decompose_option: str = "--mpi"):
+    """Options of the client loop, shared with ``mlipdrive-ipi-driver`` (where the
+    decomposition switch is ``--decompose``: its ``--mpi`` is i-PI's <ffmpi>)."""
     parser.add_argument(
         "--pbc", default="auto",
         help="periodicity: 'auto' (along every non-zero lattice vector i-PI sends; "
@@ -102,8 +142,9 @@ def add_client_arguments(parser):
         help="seconds to wait for i-PI's next message; 0 waits forever (default)",
     )
     parser.add_argument(
-        "--mpi", action=argparse.BooleanOptionalAction, default=None,
-        help="MPI domain decomposition (default: when launched by mpirun with >1 rank)",
+        decompose_option, dest="mpi", action=argparse.BooleanOptionalAction, default=None,
+        help="MPI domain decomposition over a socket (default: when launched by mpirun "
+        "with >1 rank)",
     )
     parser.add_argument("--timings", action="store_true",
                         help="print where the time went at the end")
@@ -125,6 +166,9 @@ def client_options(args) -> dict:
         verbose=args.verbose,
         timings=args.timings,
         mpi=args.mpi,
+        shm=args.shm,
+        ffmpi=dict(group_size=args.group_size, server_rank=args.server_rank,
+                   name=args.mpi_name, colour=args.mpi_id) if args.ffmpi else None,
     )
 
 
@@ -194,6 +238,9 @@ def ipi_driver_main(argv=None) -> int:
         f"({', '.join(s.spelling for s in SETTINGS)}).",
     )
     parser.add_argument("-u", "--unix", action="store_true", help="use a UNIX socket")
+    parser.add_argument("--mpi", dest="ffmpi", action="store_true",
+                        help="i-PI's <ffmpi>: no socket; launch with i-PI in one MPI job, "
+                        "'mpirun -n 1 i-pi input.xml : -n K mlipdrive-ipi-driver --mpi ...'")
     parser.add_argument("-a", "--address", default="localhost",
                         help="host name (INET) or socket name (UNIX)")
     parser.add_argument("-p", "--port", type=port_number, default=12345, help="INET port")
@@ -205,7 +252,8 @@ def ipi_driver_main(argv=None) -> int:
     parser.add_argument("-o", "--param", default="",
                         help="comma-separated key=value: template=FILE,model=FILE[,device=..,"
                         "extensions=DIR,settings=turbo,dtype=float32,...]")
-    add_client_arguments(parser)
+    add_client_arguments(parser, decompose_option="--decompose")
+    add_transport_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return _ipi_driver_run(args, {s.name for s in SETTINGS} | {s.spelling for s in SETTINGS})
@@ -264,9 +312,9 @@ def _ipi_driver_run(args, setting_names) -> int:
         settings=settings,
         device=params.get("device", "cpu"),
         extensions=params.get("extensions") or None,
-        unix=args.address if args.unix else None,
+        unix=args.address if args.unix or args.shm else None,
         address=args.address,
-        port=None if args.unix else args.port,
+        port=None if args.unix or args.shm else args.port,
         sockets_prefix=args.sockets_prefix,
         **options,
     )

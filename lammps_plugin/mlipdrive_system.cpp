@@ -41,6 +41,11 @@ void RowBuffer::start(int64_t rows, int64_t keep) {
     if (buffer_.defined() && buffer_.storage().use_count() > 1) {
         grow(std::max(capacity_, rows));
     }
+    // a step without rows (a rank whose atoms have no pair) still gets its
+    // (0, columns) view
+    if (!buffer_.defined()) {
+        grow(rows);
+    }
     reserve(rows);
 }
 
@@ -101,15 +106,16 @@ std::string Layout::description() const {
     if (!keeps_ghosts) {
         return "local atoms + cell, ghosts folded onto their owners";
     }
+    const std::string pruned = prunes_ghost_pairs ? ", no pair between two ghosts (range = cutoff)" : "";
     if (!any_folded()) {
-        return "local + ghost atoms within the interaction range + skin, no periodicity";
+        return "local + ghost atoms within the interaction range + skin, no periodicity" + pruned;
     }
     std::string axes;
     for (int axis = 0; axis < 3; axis++) {
         axes += folded[axis] ? std::string(axes.empty() ? "" : " ") + AXES[axis] : "";
     }
     return "local + ghost atoms across the axes the processor grid cuts; periodic along " + axes +
-           " (not cut), where ghosts fold onto their atoms";
+           " (not cut), where ghosts fold onto their atoms" + pruned;
 }
 
 SystemAdaptor::SystemAdaptor(
@@ -335,11 +341,12 @@ void SystemAdaptor::index_pair_atoms() {
 void SystemAdaptor::collect_candidates(NeighList* list) {
     candidate_first_.clear();
     candidate_start_.assign(1, 0);
-    // kept ghosts: the list also has the ghosts' own pairs (REQ_GHOST). Pairs
+    // kept ghosts: the list also has the ghosts' own pairs (REQ_GHOST), unless
+    // they are pruned (then the local atoms' lists hold every pair left). Pairs
     // are read from the representatives' lists: each unordered pair is in the
     // list of both its atoms' representatives, and the half-list rule keeps one
     // orientation (without shifts: a < b)
-    const int n_listed = list->inum + (layout_.keeps_ghosts ? list->gnum : 0);
+    const int n_listed = list->inum + (layout_.needs_ghost_pairs() ? list->gnum : 0);
     int64_t n = 0;
     for (int ii = 0; ii < n_listed; ii++) {
         const int a = list->ilist[ii];
@@ -630,6 +637,22 @@ void SystemAdaptor::build_block(size_t request_index) {
         distance_
     );
     system->add_neighbor_list(requests_[request_index].options, neighbors);
+}
+
+std::array<int64_t, 2> SystemAdaptor::pair_counts() const {
+    std::array<int64_t, 2> counts = {0, 0};
+    for (const auto& pairs: pairs_) {
+        const int64_t n = pairs.samples.count();
+        if (n == 0) {
+            continue;
+        }
+        const int32_t* sample = pairs.samples.rows().data_ptr<int32_t>();
+        counts[0] += n;
+        for (int64_t p = 0; p < n; p++) {
+            counts[1] += (sample[5 * p] >= n_local) & (sample[5 * p + 1] >= n_local);
+        }
+    }
+    return counts;
 }
 
 void SystemAdaptor::build_selected_atoms() {

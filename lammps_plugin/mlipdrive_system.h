@@ -31,9 +31,50 @@
  * cutoff are all LAMMPS atoms: the ghost shell reaches that far around the
  * box). Pairs are read from the representatives' lists only. Whenever ghosts
  * are kept, only local atoms count in the energy (selected_atoms), forces on
- * kept ghosts go back to their owners through LAMMPS's reverse communication,
- * and nothing is pruned: this is exact for any model whose energy per atom
- * depends only on atoms within its declared range.
+ * kept ghosts go back to their owners through LAMMPS's reverse communication:
+ * this is exact for any model whose energy per atom depends only on atoms
+ * within its declared range.
+ *
+ * Why a representative has every neighbour along the folded axes: LAMMPS's
+ * Comm::borders() forwards ghosts axis by axis (x, then y, then z), each pass
+ * also forwarding the ghosts the earlier passes brought, so a rank holds every
+ * image whose coordinates (fractional ones for a triclinic box) lie within the
+ * ghost cutoff of its sub-domain along all three axes at once, corners
+ * included. Along a folded axis the sub-domain is the whole box, and some copy
+ * of each ID lies inside the box there (the owner's coordinate does, and a
+ * ghost brought across a cut axis keeps it); that copy is the nearest the
+ * middle (every other image is a whole box length away), so every image within
+ * the ghost cutoff (>= the list cutoff) of it on either side along the folded
+ * axes is a LAMMPS atom and in its list. Along the cut axes a ghost's
+ * neighbours reach only as far as the shell, which is why the shell is the
+ * interaction range + skin thick. Ties (two copies equally central, e.g. at
+ * fractional 0 and 1) go to the copy first in LAMMPS's index order (the strict
+ * `<` in find_representatives); a local copy, the only one of its ID on the
+ * rank, always represents.
+ *
+ * Ghost-ghost pairs (Layout::prunes_ghost_pairs). A model whose declared
+ * interaction range equals its largest neighbour-list cutoff does no message
+ * passing: by metatomic's contract (range = cutoff x pair hops) the energy of
+ * an atom is a function of its own pairs, those with it as first or second
+ * atom. The rank's energy E_loc = sum of the local atoms' energies then depends
+ * only on pairs with at least one local atom, so
+ *   - E_loc, and every per-atom energy reported (local atoms only), are the same
+ *     with or without the pairs between two ghosts;
+ *   - dE_loc/dr_p = 0 for a ghost-ghost pair p: the forces it would put on its
+ *     two ghosts (reverse-communicated to their owners) and its virial terms
+ *     (global and per atom: -r (x) g with g = 0) are zero;
+ *   - the forces on local atoms, -dE_total/dx = -sum over ranks of dE_loc/dx,
+ *     and on ghosts (sent back by LAMMPS's reverse communication, newton on
+ *     is required) are unchanged.
+ * So such a model gets the local atoms' lists only (no REQ_GHOST: LAMMPS does
+ * not even build the ghosts' lists): every pair with a local atom is in its
+ * list, in the mixed layout too (the image of a ghost representative within
+ * the list cutoff of a local atom is a LAMMPS ghost, as the ghost shell is
+ * that thick). Ghost atoms stay in the System (their pairs with local atoms
+ * need them); a ghost in no pair with a local atom is kept as well: the shell
+ * is only list cutoff thick, so nearly every ghost has a local atom within it.
+ * A model with a longer range (MACE, PET) gets every pair, as before; the
+ * "System on rank 0" line counts the pairs between two ghosts it received.
  *
  * Every layout reads the atoms' types and positions at every step (fix atom/swap,
  * fix gcmc and friends change types without rebuilding the neighbour list) and
@@ -95,6 +136,11 @@ struct Layout {
     /// ghosts that are no image along a folded axis are System atoms (several
     /// ranks, or mode ghosts); else every ghost must fold onto a local atom
     bool keeps_ghosts = true;
+    /// kept ghosts: pairs between two of them are left out (a model whose
+    /// interaction range equals its cutoff; see "Ghost-ghost pairs" above)
+    bool prunes_ghost_pairs = false;
+    /// whether LAMMPS's list must hold the ghosts' own pairs (REQ_GHOST)
+    bool needs_ghost_pairs() const { return keeps_ghosts && !prunes_ghost_pairs; }
     bool any_folded() const { return folded[0] || folded[1] || folded[2]; }
     /// "periodic", "ghosts" or "mixed"
     std::string name() const;
@@ -208,6 +254,9 @@ public:
     }
     /// this step's samples (first_atom, second_atom, cell shift) of one request
     torch::Tensor samples(size_t request_index) const { return pairs_[request_index].samples.rows(); }
+    /// this step's pairs over every request, and how many of them join two
+    /// ghosts (zero when they are pruned): what the model received
+    std::array<int64_t, 2> pair_counts() const;
     const std::vector<PairRequest>& requests() const { return requests_; }
     const Layout& layout() const { return layout_; }
     torch::ScalarType dtype() const { return dtype_; }

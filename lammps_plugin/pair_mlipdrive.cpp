@@ -337,6 +337,29 @@ void PairMlipdrive::settings(int narg, char** arg) {
 
 namespace mlipdrive {
 
+/// The classes of the model's long-range modules (torch-pme calculators), empty
+/// when there is none (mlipdrive.loading.long_range_modules, the same rule).
+static std::string long_range_modules(const torch::jit::Module& module) {
+    std::vector<std::string> found;
+    for (const auto& child: module.named_modules()) {
+        auto name = child.value.type()->name()->qualifiedName();
+        for (const auto* prefix: LONG_RANGE_MODULE_PREFIXES) {
+            if (name.rfind(prefix, 0) == 0) {
+                name = name.substr(std::strlen("__torch__."));
+                if (std::find(found.begin(), found.end(), name) == found.end()) {
+                    found.push_back(name);
+                }
+                break;
+            }
+        }
+    }
+    std::string text;
+    for (const auto& name: found) {
+        text += (text.empty() ? "" : ", ") + name;
+    }
+    return text;
+}
+
 /// Number of MPI ranks of `world` that run on this node.
 static int ranks_on_node(MPI_Comm world, int* node_rank = nullptr) {
     MPI_Comm node;
@@ -613,15 +636,16 @@ void PairMlipdrive::init_style() {
     choose_layout();
 
     // LAMMPS's own full list; with the ghosts' own pairs when ghosts are kept
+    // and the model may use their pairs (message passing)
 #if !MLIPDRIVE_LAMMPS_HAS_ADD_REQUEST
     // older LAMMPS (29 Sep 2021 here) take the request as fields, not flags
     const int request = neighbor->request(this, instance_me);
     neighbor->requests[request]->half = 0;
     neighbor->requests[request]->full = 1;
-    neighbor->requests[request]->ghost = s.layout.keeps_ghosts ? 1 : 0;
+    neighbor->requests[request]->ghost = s.layout.needs_ghost_pairs() ? 1 : 0;
 #else
     int flags = NeighConst::REQ_FULL;
-    if (s.layout.keeps_ghosts) {
+    if (s.layout.needs_ghost_pairs()) {
         flags |= NeighConst::REQ_GHOST;
     }
     neighbor->add_request(this, flags);
@@ -705,6 +729,7 @@ void PairMlipdrive::choose_layout() {
         error->all(FLERR, "this model has an infinite interaction range: 'mode ghosts' cannot hold it; "
                    "use 'mode periodic' (or auto) on one MPI rank");
     }
+    refuse_long_range_split();
     if (s.requests.empty()) {
         error->all(FLERR, "pair_style mlipdrive: {}",
                    mlipdrive::no_neighbor_lists_message(s.model.name.empty() ? "model" : s.model.name));
@@ -722,6 +747,8 @@ void PairMlipdrive::choose_layout() {
     for (int axis = 0; axis < 3 && s.mode != "ghosts"; axis++) {
         s.layout.folded[axis] = periodic[axis] != 0 && (one_rank || (brick && comm->procgrid[axis] == 1));
     }
+    // exact only without message passing (mlipdrive_system.h, "Ghost-ghost pairs")
+    s.layout.prunes_ghost_pairs = s.layout.keeps_ghosts && !s.message_passing;
 }
 
 /* ----------------------------------------------------------------------
@@ -1247,6 +1274,28 @@ void PairMlipdrive::compute(int eflag, int vflag) {
     check_uncertainty(evaluation);
 }
 
+/// a model with long-range terms needs the whole periodic structure: no split layout
+void PairMlipdrive::refuse_long_range_split() {
+    const auto& s = *state;
+    if (comm->nprocs == 1 && s.mode != "ghosts") {
+        return;
+    }
+    const auto modules = mlipdrive::long_range_modules(s.model.module);
+    if (modules.empty()) {
+        return;
+    }
+    const auto where = comm->nprocs > 1 ? fmt::format("running it on {} MPI ranks", comm->nprocs)
+                                        : std::string("'mode ghosts' (nothing folded)");
+    const auto one_rank = comm->nprocs > 1
+        ? std::string("Run it on one MPI rank (plain lmp, or mpirun -np 1), where the System is the whole "
+                      "periodic box.")
+        : std::string("Remove 'mode ghosts' (the default mode folds ghosts onto their atoms on one rank).");
+    error->all(FLERR, "pair_style mlipdrive: {}",
+               mlipdrive::split_long_range_message(s.model.name.empty() ? "model" : s.model.name, modules,
+                                                   fmt::format("{:g} {}", s.interaction_range, s.units.length),
+                                                   where, one_rank));
+}
+
 std::string PairMlipdrive::evaluation_failure(const std::exception& exception) const {
     const auto error = mlipdrive::error_text(exception);
     // an error raised inside the model (torch's c10::Error, TorchScript's
@@ -1579,8 +1628,10 @@ void PairMlipdrive::finish() {
     const auto check = s.outputs.uncertainty.empty() ? std::string()
                                                       : fmt::format(", uncertainty check {:.3f}", s.time_check * scale);
     const auto& adaptor = *s.adaptor;
-    utils::logmesg(lmp, "mlipdrive: System on rank 0: {} local + {} ghost atom(s) (last evaluation)\n",
-                   adaptor.n_local, adaptor.lammps_index.size() - adaptor.n_local);
+    const auto pairs = adaptor.pair_counts();
+    utils::logmesg(lmp, "mlipdrive: System on rank 0: {} local + {} ghost atom(s), {} pair(s), {} between two "
+                   "ghosts{} (last evaluation)\n", adaptor.n_local, adaptor.lammps_index.size() - adaptor.n_local,
+                   pairs[0], pairs[1], adaptor.layout().prunes_ghost_pairs ? " (pruned: range = cutoff)" : "");
     const auto verify = s.fresh ? fmt::format(", verify {:.3f}", s.time_verify * scale) : std::string();
     utils::logmesg(lmp, "mlipdrive: {} evaluations on rank 0, ms per evaluation: system {:.3f}, "
                    "forward {:.3f}, backward {:.3f}, forces/virial {:.3f}{}{}\n",

@@ -76,6 +76,8 @@ private:
     /// split layout, that the model may not support domain decomposition and how
     /// to run it whole
     std::string evaluation_failure(const std::exception& exception) const;
+    /// an error if the model has long-range modules and this layout splits the structure
+    void refuse_long_range_split();
     /// this step's model outputs (conservative, or with the heads the settings ask for)
     mlipdrive::Evaluation evaluate(bool need_virial);
     /// forces, virial and energies of one evaluation into LAMMPS's arrays

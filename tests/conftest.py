@@ -95,7 +95,7 @@ def variants_only_model(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session", params=KIND_NAMES, ids=KIND_NAMES)
 def model_kind(request, variants_only_model) -> ModelKind:
     """Each kind of model of tests/model_kinds.py (GAP with TensorMap weights and
-    featomic-torch, SOAP-BPNN with sphericart-torch, variants only)."""
+    featomic-torch, SOAP-BPNN with sphericart-torch, long-range PET, variants only)."""
     kind = model_kinds(variants_only_model)[request.param]
     assert kind.family.path.is_file(), (
         f"{kind.family.path} is missing: run models/{kind.family.name}/train.sh"

@@ -68,23 +68,11 @@ class Simulation:
 
 
 def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None,
-                port: Optional[int] = None) -> pathlib.Path:
-    """Write ``input.xml`` for ``simulation`` in ``directory``; give ``unix`` or ``port``."""
+                port: Optional[int] = None, transport: str = "") -> pathlib.Path:
+    """Write ``input.xml`` for ``simulation`` in ``directory``; give ``unix`` (with
+    ``transport`` 'unix' or 'shm'), ``port`` ('inet') or ``transport='ffmpi'``."""
     directory = pathlib.Path(directory)
-    if (unix is None) == (port is None):
-        raise ValueError("give exactly one of unix= and port=")
-    if unix is not None:
-        socket_xml = f"<ffsocket name='driver' mode='unix'><address> {unix} </address>"
-    else:
-        socket_xml = (
-            f"<ffsocket name='driver' mode='inet'><address> localhost </address>"
-            f"<port> {port} </port>"
-        )
-    if simulation.batch_size > 1:
-        socket_xml += f"<batch_size> {simulation.batch_size} </batch_size>"
-    if simulation.active is not None:
-        socket_xml += f"<activelist> {list(simulation.active)} </activelist>"
-    socket_xml += "</ffsocket>"
+    socket_xml = _forcefield_xml(simulation, unix, port, transport)
 
     s = simulation.stride
     outputs = [
@@ -150,6 +138,27 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
     path = directory / "input.xml"
     path.write_text(text)
     return path
+
+
+def _forcefield_xml(simulation: Simulation, unix, port, transport: str) -> str:
+    """The <ffsocket> (modes unix, inet, shm) or <ffmpi> named 'driver'."""
+    if transport == "ffmpi":
+        head, tail = "<ffmpi name='driver'>", "</ffmpi>"
+    elif (unix is None) == (port is None):
+        raise ValueError("give exactly one of unix= and port= for a socket")
+    elif unix is not None:
+        mode = transport or "unix"
+        head = f"<ffsocket name='driver' mode='{mode}'><address> {unix} </address>"
+        tail = "</ffsocket>"
+    else:
+        head = (f"<ffsocket name='driver' mode='inet'><address> localhost </address>"
+                f"<port> {port} </port>")
+        tail = "</ffsocket>"
+    if simulation.batch_size > 1:
+        head += f"<batch_size> {simulation.batch_size} </batch_size>"
+    if simulation.active is not None:
+        head += f"<activelist> {list(simulation.active)} </activelist>"
+    return head + tail
 
 
 class Processes:
@@ -302,25 +311,33 @@ class Run:
 
 def client_command(kind: str, model, *, unix: Optional[str] = None,
                    port: Optional[int] = None, ranks: int = 2,
-                   extra: Sequence[str] = (), params: str = "") -> List[str]:
+                   extra: Sequence[str] = (), params: str = "",
+                   transport: str = "") -> List[str]:
     """The command line of a client of ``kind`` for ``init.xyz`` in the run directory.
 
     ``mlipdrive``: ``mlipdrive ipi``; ``ipi-driver``: ``mlipdrive-ipi-driver``;
     ``mpi``: ``mpirun -np RANKS mlipdrive ipi``; ``mpi-driver``: ``mpirun -np RANKS
     mlipdrive-ipi-driver``; ``reference``: i-PI's own ``i-pi-py_driver -m
     metatomic``. ``params`` is added to the ``-o`` of the last three.
+    ``transport`` 'shm' or 'ffmpi' adds the client's switch for it (for 'ffmpi' the
+    command is the part after ``:`` of the MPMD line, see :func:`ffmpi_command`).
     """
     model = str(pathlib.Path(model).resolve())
+    if transport == "ffmpi":
+        return _ffmpi_client(kind, model, params, extra)
     if kind in ("mlipdrive", "mpi"):
         where = ["--unix", unix] if unix is not None else ["--port", str(port)]
+        if transport == "shm":
+            where.append("--shm")
         command = [executable("mlipdrive"), "ipi", "--model", model, "--structure",
                    "init.xyz", *where, *extra]
         if kind == "mpi":
             command = [executable("mpirun"), "-np", str(ranks), *command]
         return command
     where = ["-u", "-a", unix] if unix is not None else ["-a", "localhost", "-p", str(port)]
-    options = ["-m", "metatomic", "-o", f"template=init.xyz,model={model}"
-               + (f",{params}" if params else "")]
+    if transport == "shm":
+        where = ["--shm", "-a", unix]
+    options = _driver_options(model, params)
     if kind == "ipi-driver":
         return [executable("mlipdrive-ipi-driver"), *where, *options, *extra]
     if kind == "mpi-driver":
@@ -331,46 +348,56 @@ def client_command(kind: str, model, *, unix: Optional[str] = None,
     raise ValueError(f"unknown client kind '{kind}'")
 
 
+def _driver_options(model: str, params: str) -> List[str]:
+    return ["-m", "metatomic", "-o", f"template=init.xyz,model={model}"
+            + (f",{params}" if params else "")]
+
+
+def _ffmpi_client(kind: str, model: str, params: str, extra: Sequence[str]) -> List[str]:
+    if kind == "mlipdrive":
+        return [executable("mlipdrive"), "ipi", "--model", model, "--structure",
+                "init.xyz", "--ffmpi", *extra]
+    if kind == "ipi-driver":
+        return [executable("mlipdrive-ipi-driver"), "--mpi", *_driver_options(model, params),
+                *extra]
+    if kind == "reference":
+        return [executable("i-pi-py_driver"), "--mpi", *_driver_options(model, params)]
+    raise ValueError(f"client kind '{kind}' has no <ffmpi> form")
+
+
+def ffmpi_command(client: Sequence[str], ranks: int, input_file="input.xml") -> List[str]:
+    """``mpirun -n 1 i-pi INPUT : -n RANKS CLIENT...``: i-PI and its <ffmpi> clients."""
+    return [executable("mpirun"), "-n", "1", *ipi_command(input_file), ":",
+            "-n", str(ranks), *client]
+
+
 def run_simulation(directory, structure, simulation: Simulation, model, clients,
                    *, transport: str = "unix", extra: Sequence[str] = (),
-                   params: str = "", timeout: float = 180.0) -> Run:
+                   params: str = "", timeout: float = 180.0, ranks: int = 1) -> Run:
     """Run i-PI with ``clients`` (kinds of :func:`client_command`) to the end.
 
-    ``structure`` is an ``ase.Atoms`` written to ``init.xyz``. Every process is
-    stopped if anything fails; a client or server exiting with an error raises
-    an AssertionError that shows its log.
+    ``structure`` is an ``ase.Atoms`` written to ``init.xyz``; ``transport`` is
+    'unix', 'inet', 'shm' or 'ffmpi' (one client kind, on ``ranks`` MPI ranks).
+    Every process is stopped if anything fails; a client or server exiting with
+    an error raises an AssertionError that shows its log.
     """
     import ase.io
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ase.io.write(directory / "init.xyz", structure, format="extxyz")
-    unix = unique_address() if transport == "unix" else None
+    unix = unique_address() if transport in ("unix", "shm") else None
     port = free_port() if transport == "inet" else None
-    if "reference" in clients and unix is None:
+    if "reference" in clients and unix is None and transport != "ffmpi":
         raise ValueError("i-pi-py_driver cannot wait for a server: run it over 'unix'")
-    write_input(directory, simulation, unix=unix, port=port)
+    write_input(directory, simulation, unix=unix, port=port, transport=transport)
     start = time.monotonic()
     with Processes(directory) as processes:
-        server = processes.start(ipi_command(), "ipi")
-        if "reference" in clients:
-            wait_for_unix_socket(unix, server)
-        children = [
-            processes.start(
-                client_command(kind, model, unix=unix, port=port, params=params,
-                               extra=extra if kind != "reference" else ()),
-                f"client{i}",
-            )
-            for i, kind in enumerate(clients)
-        ]
-        codes = [processes.wait(child, timeout) for child in children]
-        logs = [processes.log(child) for child in children]
-        for code, log in zip(codes, logs):
-            if code != 0:
-                raise AssertionError(f"a client exited with {code}:\n{log}")
-        server_code = processes.wait(server, 60)
-        if server_code != 0:
-            raise AssertionError(f"i-PI exited with {server_code}:\n{processes.log(server)}")
+        if transport == "ffmpi":
+            codes, logs = _run_ffmpi(processes, clients, model, params, extra, ranks, timeout)
+        else:
+            codes, logs = _run_socket(processes, clients, model, unix, port, transport,
+                                      params, extra, timeout)
     if unix is not None:
         remove_unix_socket(unix)
     wall = time.monotonic() - start
@@ -384,3 +411,42 @@ def run_simulation(directory, structure, simulation: Simulation, model, clients,
         cells = bead_cells if cells is None else cells
     return Run(directory, positions, cells, read_properties(directory / "sim.out"),
                codes, logs, wall)
+
+
+def _run_socket(processes, clients, model, unix, port, transport, params, extra, timeout):
+    """i-PI and one process per client; their exit codes and logs."""
+    server = processes.start(ipi_command(), "ipi")
+    if "reference" in clients:
+        wait_for_unix_socket(unix, server)
+    children = [
+        processes.start(
+            client_command(kind, model, unix=unix, port=port, params=params,
+                           extra=extra if kind != "reference" else (), transport=transport),
+            f"client{i}",
+        )
+        for i, kind in enumerate(clients)
+    ]
+    codes = [processes.wait(child, timeout) for child in children]
+    logs = [processes.log(child) for child in children]
+    for code, log in zip(codes, logs):
+        if code != 0:
+            raise AssertionError(f"a client exited with {code}:\n{log}")
+    server_code = processes.wait(server, 60)
+    if server_code != 0:
+        raise AssertionError(f"i-PI exited with {server_code}:\n{processes.log(server)}")
+    return codes, logs
+
+
+def _run_ffmpi(processes, clients, model, params, extra, ranks, timeout):
+    """One MPMD job of i-PI and ``ranks`` ranks of the one client kind."""
+    if len(clients) != 1:
+        raise ValueError(f"<ffmpi> runs one client kind (on several ranks), got {clients}")
+    kind = clients[0]
+    client = client_command(kind, model, params=params, transport="ffmpi",
+                            extra=extra if kind != "reference" else ())
+    job = processes.start(ffmpi_command(client, ranks), "job")
+    code = processes.wait(job, timeout)
+    log = processes.log(job)
+    if code != 0:
+        raise AssertionError(f"the <ffmpi> job exited with {code}:\n{log}")
+    return [code], [log]

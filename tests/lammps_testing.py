@@ -12,7 +12,7 @@ import pathlib
 import re
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -460,3 +460,11 @@ def export_lj_reduction_marked(path):
 
     description = "LJ; total = sum of atoms + 1 eV"
     return save_argon_variant(ReductionMarked(), path, "lj-reduction-marked", description)
+
+
+def ghost_pairs(output: str) -> Tuple[int, int, bool]:
+    """The plugin's "System on rank 0" line: (pairs the model received, pairs
+    between two ghosts among them, whether ghost-ghost pairs were pruned)."""
+    found = re.search(r"System on rank 0: .*?(\d+) pair\(s\), (\d+) between two ghosts( \(pruned)?", output)
+    assert found, "the plugin printed no 'System on rank 0' line with its pairs"
+    return int(found.group(1)), int(found.group(2)), found.group(3) is not None

@@ -13,6 +13,12 @@ names the real cause (:attr:`ModelKind.refused`).
   energy per structure only.
 - ``sphericart``: the SOAP-BPNN family (models/soap_bpnn), the sphericart-torch
   extension whose autograd formulas live in Python.
+- ``long_range``: metatrain's PET with its ``long_range`` featurizer
+  (models/pet_lr, torch-pme P3M), which declares a finite interaction range (its
+  short-range part) but needs the whole periodic structure: every layout that
+  splits the structure into domains (LAMMPS on 2 ranks) refuses it. Where it
+  runs it cannot equal metatomic_ase: its outputs depend on the pair order
+  (:data:`PAIR_ORDER_BUG`), so those comparisons are expected failures.
 - ``variants_only``: an exact Lennard-Jones for Cu/Al with one output,
   ``energy/xyz``, and no plain ``energy`` (exported here, :func:`export_variants_only`).
 """
@@ -36,6 +42,15 @@ FLOAT32_STRESS = 1e-5
 DTYPE_REFUSAL = "cannot run in float32: its weights in metatensor TensorMaps"
 NO_DEFAULT_OUTPUT = "has no default 'energy' output, only variants: 'xyz'"
 NO_NEIGHBOR_LIST = "asks for no neighbour list"
+LONG_RANGE_SPLIT = "has long-range terms (torchpme.calculators."
+# metatrain 2026.4.1's LongRangeFeaturizer pairs the neighbour list's (first,
+# second) in the list's order with PET's pair distances in its own order (grouped
+# by first atom): they match only for a list grouped by first atom, so the model's
+# outputs depend on the order of its pairs by ~0.1 eV/atom per-atom energies and
+# ~0.2 eV/Å forces (models/pet_lr/MODEL_CARD.md). Every engine hands it another
+# order than metatomic_ase does: none can equal it.
+PAIR_ORDER_BUG = ("metatrain's long-range PET depends on the order of its pairs "
+                  "(models/pet_lr/MODEL_CARD.md)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +62,9 @@ class ModelKind:
     family: ModelFamily
     # settings every engine is given on top of the preset (e.g. the variant)
     settings: Dict[str, str] = dataclasses.field(default_factory=dict)
-    # (engine, preset) -> a piece of the refusal's message; engines "ase",
-    # "lammps", "ipi"; preset "default" or "turbo"; absent: it must run and equal
-    # metatomic_ase
+    # (engine, preset) or (engine, preset, ranks) -> a piece of the refusal's
+    # message; engines "ase", "lammps", "ipi"; preset "default" or "turbo"; ranks
+    # the MPI ranks (LAMMPS); absent: it must run and equal metatomic_ase
     refused: Dict[tuple, str] = dataclasses.field(default_factory=dict)
     # whether the model gives per-atom energies (GAP: per structure only)
     per_atom_energies: bool = True
@@ -57,9 +72,12 @@ class ModelKind:
     variants: Optional[Dict[str, str]] = None
     # the package of its extension in the extensions directory (the fixture checks it)
     extension_package: str = ""
+    # why it cannot equal metatomic_ase where it runs: an expected failure with the
+    # measured differences (empty: it must equal)
+    known_difference: str = ""
 
-    def refusal(self, engine: str, preset: str) -> Optional[str]:
-        return self.refused.get((engine, preset))
+    def refusal(self, engine: str, preset: str, ranks: int = 1) -> Optional[str]:
+        return self.refused.get((engine, preset, ranks), self.refused.get((engine, preset)))
 
     def tolerances(self, preset: str) -> ModelFamily:
         """The family row to compare with under ``preset``: turbo runs a float64
@@ -83,6 +101,20 @@ GAP = ModelFamily(
     stress=SAME_MODEL,
     finite_difference=1e-6,
     finite_difference_stress=1e-6,
+)
+
+PET_LR = ModelFamily(
+    name="pet_lr",
+    path=MODELS / "pet_lr" / "pet-lr-cual.pt",
+    extensions=None,
+    dtype="float64",
+    interaction_range=9.0,
+    energy_per_atom=SAME_MODEL,
+    forces=SAME_MODEL,
+    stress=SAME_MODEL,
+    finite_difference=1e-6,
+    finite_difference_stress=1e-6,
+    rotation_invariant=False,
 )
 
 # an exact LJ for Cu/Al (copper-like parameters, models/README.md), small cutoff
@@ -174,6 +206,15 @@ def model_kinds(variants_only_path: pathlib.Path) -> Dict[str, ModelKind]:
         ),
         "sphericart": ModelKind(name="sphericart", family=MODEL_FAMILIES["soap_bpnn"],
                                 extension_package="sphericart"),
+        "long_range": ModelKind(
+            name="long_range",
+            family=PET_LR,
+            # its k-space sum needs the whole periodic box; split, it would fail
+            # in torch-pme or (all ghosts, no cell) give another energy
+            refused={("lammps", "default", 2): LONG_RANGE_SPLIT,
+                     ("lammps", "turbo", 2): LONG_RANGE_SPLIT},
+            known_difference=PAIR_ORDER_BUG,
+        ),
         "variants_only": ModelKind(
             name="variants_only",
             family=variants_only_family(variants_only_path),
@@ -183,4 +224,4 @@ def model_kinds(variants_only_path: pathlib.Path) -> Dict[str, ModelKind]:
     }
 
 
-KIND_NAMES = ["tensor_map_weights", "sphericart", "variants_only"]
+KIND_NAMES = ["tensor_map_weights", "sphericart", "long_range", "variants_only"]

@@ -272,6 +272,17 @@ def test_targets_from_rows():
     assert ipi["value"] == pytest.approx(2.0 / 1.2) and ipi["met"] is True
 
 
+def test_targets_at_other_sizes_are_not_judged():
+    """A --quick run (108 atoms) shows the targets defined at ~1000 atoms, not judged."""
+    record = _record()
+    record["rows"] = [row for row in record["rows"] if row["atoms"] == 108]
+    found = report.targets(record)
+    turbo = [t for t in found if t["target"].startswith("turbo / default")]
+    assert turbo and all(t["met"] is None and f"~{report.TURBO_ATOMS} atoms" in t["goal"]
+                         for t in turbo)
+    assert not [t for t in found if t["met"] is False]
+
+
 def test_markdown_and_plots(tmp_path):
     from mlipdrive.bench import plots
 

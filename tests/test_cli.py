@@ -1,9 +1,14 @@
 """The ``mlipdrive`` command, run as a user runs it."""
 
+import argparse
+import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
+
+from mlipdrive.settings import SETTINGS
 
 MLIPDRIVE = [sys.executable, "-m", "mlipdrive.cli"]
 
@@ -19,10 +24,57 @@ def test_info_describes_model_and_settings(mace_model):
     assert "atomic types      [13, 29]" in out
     assert "dtype             float64 (evaluated in float32)" in out
     assert "interaction range" in out and "neighbour list" in out
-    assert "dtype              'float32'" in out  # turbo's evaluation dtype
-    assert "threads            1" in out
+    rows = settings_rows(out)
+    assert rows["dtype"] == "'float32'"  # turbo's evaluation dtype
+    assert rows["threads"] == "1"
     assert "torch threads     1" in out
     assert "note              tf32: no effect on CPU" in out  # turbo's tf32
+    # one column for the values, however long the name
+    table = [line for line in out.splitlines() if line.startswith("  ") and line.split()[0] in rows]
+    assert len({len(line) - len(rows[line.split()[0]]) for line in table}) == 1, table
+    turbo = {s.name: s.presets["turbo"] for s in SETTINGS if s.presets["turbo"] != s.presets["default"]}
+    changes = next(line for line in out.splitlines() if line.startswith("turbo preset"))
+    assert turbo and all(f"{name} {value!r}" in changes for name, value in turbo.items())
+
+
+def settings_rows(output: str) -> dict:
+    """name -> value of the rows after the line 'settings' of mlipdrive info's output."""
+    lines = output.splitlines()
+    rows = {}
+    for line in lines[lines.index("settings") + 1:]:
+        if not line.startswith("  "):
+            break
+        name, value = line.split(maxsplit=1)
+        rows[name] = value
+    return rows
+
+
+# reST left in a help text: a literal-block marker, double backquotes, a role
+REST_MARKUP = re.compile(r"::|``|:\w+:`")
+
+
+def every_parser(parser, words=("mlipdrive",)):
+    """(command words, parser) of the command and of every subcommand under it."""
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from every_parser(subparser, words + (name,))
+
+
+def test_every_help_has_a_description_and_no_markup():
+    """What --help shows users: a description of each command, in plain text."""
+    from mlipdrive.cli import build_parser
+
+    helps = {" ".join(words): (parser.description, parser.format_help())
+             for words, parser in every_parser(build_parser())}
+    driver = subprocess.run([str(pathlib.Path(sys.executable).parent / "mlipdrive-ipi-driver"),
+                             "--help"], capture_output=True, text=True, timeout=120)
+    helps["mlipdrive-ipi-driver"] = (driver.stdout.split("\n\n")[1], driver.stdout)
+    assert {"mlipdrive info", "mlipdrive run", "mlipdrive bench soak"} <= set(helps)
+    for command, (description, text) in helps.items():
+        assert description and description.strip(), f"{command} --help has no description"
+        assert not REST_MARKUP.search(text), f"{command} --help shows reST markup:\n{text}"
 
 
 def test_info_bad_model_path(tmp_path):

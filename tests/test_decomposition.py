@@ -269,9 +269,6 @@ def test_distributed_potential_on_one_rank(lj_model, settings):
         positions, types, cell, pbc = structures[name]
         reference = _potential(lj_model).compute(positions, types, cell, pbc, per_atom=True)
         assert_close(dp.compute(positions, types, cell, pbc, per_atom=True), reference)
-        assert_close(
-            dp.compute_collective(positions, types, cell, pbc, per_atom=True), reference
-        )
     with pytest.raises(FloatingPointError, match="MPI rank 0: the model returned"):
         positions = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
         dp.compute(positions, [18, 18], np.eye(3) * 20, True)

@@ -595,4 +595,4 @@ def test_cli_needs_a_socket(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ipi", "--model", "m.pt", "--structure", "s.xyz"])
     assert exit_info.value.code == 2
-    assert "one of the arguments --unix --port is required" in capsys.readouterr().err
+    assert "one of the arguments --unix --port --ffmpi is required" in capsys.readouterr().err

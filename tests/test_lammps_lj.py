@@ -19,14 +19,17 @@ from lammps_testing import (
     assert_thermo_close,
     expected_layout,
     export_lj_variant,
+    ghost_pairs,
     lj_lattice_lines,
     nve_script,
     read_dump,
     run_lmp,
     settings_table,
+    verify_option,
 )
 from metatomic.torch import unit_conversion_factor
 
+import strict_half_lj  # noqa: E402  (models/lj, on the path through conftest)
 from structures import SAME_MODEL
 
 def lj_cut(shift=False):
@@ -90,9 +93,35 @@ def lj_two_layers(tmp_path_factory):
 def test_message_passing_range_ghost_shell(tmp_path, lj_two_layers, ranks):
     _, plugin = compare(tmp_path, mlipdrive(lj_two_layers), lj_cut(), ranks, runs=(200,))
     if ranks > 1:
-        # ghost shell = interaction range + skin, and ghost atoms' own pairs
+        # ghost shell = interaction range + skin, and ghost atoms' own pairs:
+        # a message-passing model is never pruned
         assert "communication cutoff set to 18" in plugin.output
         assert "pair build: full/bin/ghost" in plugin.output
+        _, between_ghosts, pruned = ghost_pairs(plugin.output)
+        assert between_ghosts > 0 and not pruned
+
+
+@pytest.fixture(scope="module")
+def lj_strict_half(tmp_path_factory):
+    """LJ written apart from ours, on a strict half list (models/lj/strict_half_lj.py)."""
+    path = tmp_path_factory.mktemp("models") / "lj-strict-half.pt"
+    strict_half_lj.export(str(path), cutoff=LJ_CUTOFF, sigma=LJ_SIGMA, epsilon=LJ_EPSILON)
+    return path
+
+
+@pytest.mark.parametrize("ranks, mode", [(2, "auto"), (3, "ghosts"), (4, "auto")])
+@pytest.mark.parametrize("model", ["ours", "strict half list"])
+def test_ghost_pairs_pruned_exactly(tmp_path, lj_model, lj_strict_half, model, ranks, mode):
+    """A model whose range is its cutoff gets no pair between two ghosts, and
+    the run still equals lj/cut; verify on: the kept System equals one built
+    from scratch (both pruned)."""
+    path = lj_model if model == "ours" else lj_strict_half
+    lines = mlipdrive(path, f"mode {mode}", verify_option())
+    _, plugin = compare(tmp_path, lines, lj_cut(shift=True), ranks, structure="triclinic", runs=(200,))
+    assert f"mlipdrive: {expected_layout(plugin.output, mode=mode)} layout" in plugin.output
+    assert "pair build: full/bin/ghost" not in plugin.output
+    pairs, between_ghosts, pruned = ghost_pairs(plugin.output)
+    assert pruned and between_ghosts == 0 and pairs > 0
 
 
 def test_infinite_range_model_on_one_rank(tmp_path):
@@ -278,6 +307,11 @@ def test_settings_agree_with_python_driver(tmp_path, lj_model_unshifted, keyword
     plugin_table = settings_table(plugin.output, "mlipdrive: settings")
     assert plugin_table == python_table
     assert len(plugin_table) >= 9
+    # laid out alike too: the values in one column, however long the name
+    rows = [line for line in plugin.output.splitlines()
+            if line.startswith("  ") and line.split()[0] in plugin_table]
+    assert rows == [line for line in info.stdout.splitlines()
+                    if line.startswith("  ") and line.split()[0] in python_table]
 
 
 def test_numbered_style_names_under_hybrid_overlay(tmp_path, lj_model_unshifted):

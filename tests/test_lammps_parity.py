@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from lammps_testing import (
     assert_thermo_close,
+    ghost_pairs,
     lower_triangular,
     read_dump,
     run_lmp,
     write_data,
 )
-from metatomic.torch import ModelOutput
+from metatomic.torch import ModelOutput, load_atomistic_model
 from metatomic_ase import MetatomicCalculator
 from parity_models import export_parity_argon
 
@@ -168,6 +169,38 @@ def test_scale_on_every_model_family(tmp_path, model_family, ranks):
     assert abs(ours["energy"] - 0.5 * expected["energy"]) / len(atoms) <= model_family.energy_per_atom
     assert np.abs(ours["forces"] - 0.5 * expected["forces"]).max() <= model_family.forces
     assert np.abs(ours["virial"] - 0.5 * expected["virial"]).max() / volume <= model_family.stress
+
+
+def range_is_cutoff(family) -> bool:
+    """Whether the model declares its largest neighbour-list cutoff as its range."""
+    extensions = None if family.extensions is None else str(family.extensions)
+    model = load_atomistic_model(str(family.path), extensions_directory=extensions)
+    cutoff = max(options.cutoff for options in model.requested_neighbor_lists())
+    return model.capabilities().interaction_range <= cutoff
+
+
+@pytest.mark.parametrize("ranks, mode", [(2, "auto"), (4, "ghosts")])
+def test_ghost_pairs_pruned_only_without_message_passing(tmp_path, model_family, ranks, mode):
+    """Pairs between two ghosts are left out for a model whose range is its
+    cutoff (SOAP-BPNN) and kept for message passing (MACE, PET); either way
+    the result is metatomic's calculator's. (GAP cannot run in LAMMPS: it asks
+    for no neighbour list, tests/model_kinds.py.)"""
+    atoms = copper_aluminium(repeat=3, rattle=0.1, strain=0.03)
+    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
+    atoms = ase.Atoms(atoms.numbers, positions=positions, cell=cell, pbc=True)
+    extensions = model_family.extensions
+    keywords = f"mode {mode} verify on" + (f" extensions {extensions}" if extensions else "")
+    ours, result = evaluate(tmp_path, model_family.path, keywords, ranks, atoms)
+    _, between_ghosts, pruned = ghost_pairs(result.output)
+    short_range = range_is_cutoff(model_family)
+    assert pruned == short_range and (between_ghosts == 0) == short_range
+    expected = reference(model_family.path, atoms, ours["positions"], {},
+                         None if extensions is None else str(extensions))
+    volume = atoms.get_volume()
+    assert abs(ours["energy"] - expected["energy"]) / len(atoms) <= model_family.energy_per_atom
+    assert np.abs(ours["energies"] - expected["energies"]).max() <= model_family.energies_limit(expected["energies"])
+    assert np.abs(ours["forces"] - expected["forces"]).max() <= model_family.forces
+    assert np.abs(ours["virial"] - expected["virial"]).max() / volume <= model_family.stress
 
 
 def lammps_warning(output: str) -> str:

@@ -14,6 +14,7 @@ Time split keys, in ms/step, each engine giving what it can see:
 """
 
 import dataclasses
+import functools
 import importlib
 import pathlib
 import shutil
@@ -41,12 +42,15 @@ class Engine:
     compare_to: str = ""
     #: returns '' when the engine can run here, else why not and how to fix it
     check: Optional[Callable[[], str]] = None
+    #: i-PI engines: the transport (``_ipi.TRANSPORTS``), given to the module's run
+    transport: str = ""
 
     def unavailable(self) -> str:
         return self.check() if self.check is not None else ""
 
     def runner(self):
-        return importlib.import_module(f"{__name__}.{self.module}").run
+        run = importlib.import_module(f"{__name__}.{self.module}").run
+        return functools.partial(run, transport=self.transport) if self.transport else run
 
 
 def _executable(name: str) -> Optional[str]:
@@ -110,6 +114,26 @@ def _check_ours_ipi() -> str:
     )
 
 
+def _ipi_transport_engines() -> List[Engine]:
+    """Our client and i-PI's own driver over i-PI 3.3's other transports (one
+    client, one rank each)."""
+    engines = []
+    for transport, words in (("shm", "a UNIX socket + shared memory (mode='shm')"),
+                             ("ffmpi", "MPI in one mpirun job (<ffmpi>)")):
+        engines += [
+            Engine(f"ipi-{transport}", OURS,
+                   f"i-PI server (NVE) + mlipdrive's client (mlipdrive ipi) over {words}",
+                   "ipi_mlipdrive", in_process=False, compare_to=f"ipi-metatomic-{transport}",
+                   check=_check_ours_ipi, transport=transport),
+            Engine(f"ipi-metatomic-{transport}", REFERENCE,
+                   f"i-PI server (NVE) + i-PI's own driver (i-pi-py_driver -m metatomic) "
+                   f"over {words}", "ipi_metatomic", in_process=False, settings=False,
+                   check=lambda: _check_executables("i-pi", "i-pi-py_driver"),
+                   transport=transport),
+        ]
+    return engines
+
+
 ENGINES: Dict[str, Engine] = {
     engine.name: engine
     for engine in [
@@ -162,6 +186,7 @@ ENGINES: Dict[str, Engine] = {
             "ipi_metatomic", in_process=False, settings=False,
             check=lambda: _check_executables("i-pi", "i-pi-py_driver"),
         ),
+        *_ipi_transport_engines(),
     ]
 }
 

@@ -18,40 +18,12 @@ from . import _common
 
 def run(row: Row, workdir: pathlib.Path) -> dict:
     import ase.io
-    import numpy as np
     import torch
-    import vesin
-    from metatomic.torch import ModelEvaluationOptions, System
-
-    from mlipdrive.neighbors import Candidates, half_list_mask, neighbor_block
+    from metatomic.torch import ModelEvaluationOptions
 
     potential = _common.load_potential(row)
     atoms = ase.io.read(row.structure, parallel=False)
-    device, dtype = potential.device, potential.dtype
-
-    positions = torch.tensor(atoms.positions, dtype=dtype, device=device, requires_grad=True)
-    cell = torch.tensor(atoms.cell.array, dtype=dtype, device=device)
-    system = System(
-        torch.tensor(atoms.numbers, dtype=torch.int32, device=device),
-        positions,
-        cell,
-        torch.tensor(atoms.pbc, device=device),
-    )
-    search = vesin.NeighborList(cutoff=max(potential.cutoffs), full_list=True)
-    pairs, shifts = search.compute(
-        points=atoms.positions, box=atoms.cell.array, periodic=atoms.pbc, quantities="PS"
-    )
-    pairs = torch.as_tensor(pairs.astype(np.int32)).to(device)
-    shifts = torch.as_tensor(shifts.astype(np.int32)).to(device)
-    for options, cutoff in zip(potential.requested_neighbor_lists, potential.cutoffs):
-        request_pairs, request_shifts = pairs, shifts
-        if not options.full_list:
-            keep = half_list_mask(pairs, shifts)
-            request_pairs, request_shifts = pairs[keep], shifts[keep]
-        candidates = Candidates(request_pairs, request_shifts)
-        block = neighbor_block(options, cutoff, positions, cell, candidates)
-        system.add_neighbor_list(options, block)
-
+    system, positions = _system(potential, atoms)
     evaluation = ModelEvaluationOptions(
         length_unit="angstrom",
         outputs={"energy": potential.energy_output()},
@@ -80,3 +52,39 @@ def run(row: Row, workdir: pathlib.Path) -> dict:
         "gpu_memory_mb": _common.gpu_memory_mb(row.device),
         "notes": [],
     }
+
+
+def _system(potential, atoms):
+    """The model's System of ``atoms`` with every neighbour list it asks for,
+    and its positions (a leaf that requires grad)."""
+    import numpy as np
+    import torch
+    import vesin
+    from metatomic.torch import System
+
+    from mlipdrive.neighbors import Candidates, half_list_mask, neighbor_block
+
+    device, dtype = potential.device, potential.dtype
+    positions = torch.tensor(atoms.positions, dtype=dtype, device=device, requires_grad=True)
+    cell = torch.tensor(atoms.cell.array, dtype=dtype, device=device)
+    system = System(
+        torch.tensor(atoms.numbers, dtype=torch.int32, device=device),
+        positions,
+        cell,
+        torch.tensor(atoms.pbc, device=device),
+    )
+    search = vesin.NeighborList(cutoff=max(potential.cutoffs), full_list=True)
+    pairs, shifts = search.compute(
+        points=atoms.positions, box=atoms.cell.array, periodic=atoms.pbc, quantities="PS"
+    )
+    pairs = torch.as_tensor(pairs.astype(np.int32)).to(device)
+    shifts = torch.as_tensor(shifts.astype(np.int32)).to(device)
+    for options, cutoff in zip(potential.requested_neighbor_lists, potential.cutoffs):
+        request_pairs, request_shifts = pairs, shifts
+        if not options.full_list:
+            keep = half_list_mask(pairs, shifts)
+            request_pairs, request_shifts = pairs[keep], shifts[keep]
+        candidates = Candidates(request_pairs, request_shifts)
+        block = neighbor_block(options, cutoff, positions, cell, candidates)
+        system.add_neighbor_list(options, block)
+    return system, positions

@@ -1,9 +1,18 @@
-"""The ``mlipdrive`` command: one subcommand per module that owns the work."""
+"""The ``mlipdrive`` command: one subcommand per module that owns the work
+(``DESCRIPTION`` is what users read)."""
 
 import argparse
 import importlib
 import math
+import re
 import sys
+
+DESCRIPTION = (
+    "Run exported metatomic machine-learning potentials in LAMMPS, i-PI and ASE: "
+    "describe a model, run molecular dynamics, serve i-PI, build and check the "
+    "LAMMPS plugin, and measure which settings run fastest. 'mlipdrive COMMAND "
+    "--help' describes each command."
+)
 
 # each module defines add_parser(subparsers), whose parser sets func(args) -> int
 SUBCOMMAND_MODULES = [
@@ -11,7 +20,7 @@ SUBCOMMAND_MODULES = [
     "mlipdrive.run_command",
     "mlipdrive.ipi.command",
     "mlipdrive.lammps",
-    "mlipdrive.lammps.plugin_build",
+    "mlipdrive.lammps.build_command",
     "mlipdrive.lammps.doctor",
     "mlipdrive.bench.cli",
     "mlipdrive.bench.advise",
@@ -76,12 +85,39 @@ def settings_from_arguments(args):
     return InferenceSettings.from_strings(args.settings, **given)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="mlipdrive", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+# reST markup of the docstrings that subcommands show as their description
+_ROLE = re.compile(r":\w+:`~?([^`]*)`")
+_LITERAL_BLOCK = re.compile(r"^ *::\n\n", re.M)
+_LITERAL_END = re.compile(r"::$", re.M)
+
+
+def plain(text: str) -> str:
+    """``text`` without reST markup: roles and double backquotes dropped, a ``::``
+    line dropped and a trailing ``::`` written as one colon."""
+    text = _ROLE.sub(r"\1", text).replace("``", "")
+    return _LITERAL_END.sub(":", _LITERAL_BLOCK.sub("", text))
+
+
+class HelpParser(argparse.ArgumentParser):
+    """An ArgumentParser whose description and epilog are shown as plain text
+    (:func:`plain`); the parsers of its subcommands are HelpParsers too."""
+
+    def __init__(self, *args, description=None, epilog=None, **kwargs):
+        super().__init__(*args, description=description and plain(description),
+                         epilog=epilog and plain(epilog), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mlipdrive`` parser with every subcommand."""
+    parser = HelpParser(prog="mlipdrive", description=DESCRIPTION)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, RuntimeError, OSError) as error:

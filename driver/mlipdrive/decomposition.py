@@ -1,6 +1,6 @@
 """MPI spatial domain decomposition: one structure, evaluated by all ranks.
 
-Leader/worker use (the i-PI client: rank 0 owns the socket)::
+Use (the i-PI client and the benchmark driver: rank 0 owns the structure)::
 
     dp = DistributedPotential(potential, comm=MPI.COMM_WORLD)   # every rank
     if dp.rank == 0:
@@ -9,16 +9,14 @@ Leader/worker use (the i-PI client: rank 0 owns the socket)::
     else:
         dp.serve()                                              # until close()
 
-SPMD use (every rank has the structure, e.g. a benchmark)::
-
-    results = dp.compute_collective(positions, types, cell, pbc)  # on every rank
-
 One step. Rank 0 broadcasts a small header (command, atom count, flags, pbc), the
 cell and positions in one float64 buffer, and the types only when they changed.
 Every rank cuts the structure into the same domains (:mod:`mlipdrive.halo`, a pure
 function of the broadcast data; like a Verlet list, a rank's local atoms, ghosts
 and pairs are kept while no atom moved more than half the skin), evaluates its
-own domain (local atoms + ghost halo, energy of the local atoms only) and writes
+own domain (local atoms + ghost halo, energy of the local atoms only; for a
+short-range model without the pairs between two ghosts, see
+:mod:`mlipdrive.halo`) and writes
 its share into one float64 buffer
 
     [failed ranks, local atoms, energy, virial (9), forces (3n), energies (n),
@@ -60,6 +58,7 @@ import numpy as np
 import torch
 
 from .halo import DomainList
+from .loading import long_range_modules
 from .messages import evaluation_message
 from .potential import InvalidInput, Potential, Results, check_types, timed
 from .settings import torch_threads
@@ -136,13 +135,8 @@ class DistributedPotential:
         self.size = self.comm.Get_size()
         self.decompose_serial = decompose_serial
         self.grid = None if grid is None else tuple(grid)
-        if (self.size > 1 or decompose_serial) and not np.isfinite(
-            potential.interaction_range
-        ):
-            raise InvalidInput(
-                "this model declares an infinite interaction range, so it cannot be "
-                "split into spatial domains; run it on a single MPI rank"
-            )
+        if self.size > 1 or decompose_serial:
+            check_splittable(potential, f"splitting it into {self.size} domain(s)")
         if self.size > 1 and potential.settings.threads == 0:
             _share_cores(self.comm, MPI)
         #: Verlet skin of the domains (engine length unit): halos and pair lists
@@ -175,6 +169,17 @@ class DistributedPotential:
         """True on rank 0 between a step's first broadcast and its reduction: an
         interruption there leaves the workers inside a collective."""
         return self._in_step
+
+    @property
+    def pruned(self) -> bool:
+        """Whether the domains leave out the pairs between two ghosts (a model
+        whose interaction range equals its cutoff: :func:`mlipdrive.halo.short_range`)."""
+        return self._domains.evaluator.pruned
+
+    @property
+    def pairs_given(self) -> int:
+        """How many candidate pairs this rank gave the model in the last step."""
+        return self._domains.evaluator.pairs_given
 
     @property
     def rebuilds(self) -> int:
@@ -230,7 +235,7 @@ class DistributedPotential:
             if self.potential.settings.verify:
                 self._given_types = types.copy()
                 self.comm.Bcast(self._given_types, root=0)
-        return self._step(header, positions, cell, collective=False)
+        return self._step(header, positions, cell)
 
     def close(self):
         """On rank 0: tell the workers to return from :meth:`serve`. Idempotent;
@@ -283,76 +288,52 @@ class DistributedPotential:
                     self.comm.Bcast(self._given_types, root=0)
             cell = data[:9].reshape(3, 3)
             positions = data[9:].reshape(n_atoms, 3)
-            self._step(header, positions, cell, collective=False)
-
-    # ------------------------------------------------------------------ SPMD
-
-    def compute_collective(
-        self,
-        positions,
-        types,
-        cell=None,
-        pbc=None,
-        *,
-        forces: bool = True,
-        stress: bool = True,
-        per_atom: bool = False,
-    ) -> Results:
-        """Called on every rank with the same structure: the complete results on
-        every rank (no broadcast; an all-reduce). An error on any rank is raised
-        on every rank."""
-        if self.size == 1 and not self.decompose_serial:
-            return self.potential.compute(
-                positions, types, cell, pbc, forces=forces, stress=stress, per_atom=per_atom
-            )
-        positions, types, cell, pbc = self.potential.check_inputs(
-            positions, types, cell, pbc
-        )
-        self._types = self._given_types = types
-        header = np.array(
-            [_COMPUTE, len(types), forces, stress, per_atom, False, *pbc], dtype=np.int64
-        )
-        return self._step(header, positions, cell, collective=True)
+            self._step(header, positions, cell)
 
     # ------------------------------------------------------------------ one step
 
-    def _step(self, header, positions, cell, collective: bool) -> Optional[Results]:
-        """This rank's domain, then the reduction; the results where they go."""
-        n_atoms = int(header[1])
-        forces, stress, per_atom = bool(header[2]), bool(header[3]), bool(header[4])
+    def _step(self, header, positions, cell) -> Optional[Results]:
+        """This rank's domain, then the reduction; on rank 0 the results."""
         pbc = header[6:9].astype(bool)
         buffer, error = self._share(header, positions, cell, pbc)
         with timed(self._timings, "reduce"):
-            if collective:
-                self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
-                if buffer[_FAILED] > 0:
-                    _raise([e for e in self.comm.allgather(error) if e is not None])
-            else:
-                request = None
-                if error is not None and self.rank != 0:
-                    request = self.comm.isend(error, dest=0, tag=_ERROR_TAG)
-                if self.rank == 0:
-                    self.comm.Reduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM, root=0)
-                else:
-                    self.comm.Reduce(buffer, None, op=self._MPI.SUM, root=0)
-                if request is not None:
-                    request.wait()
-                # the step's collectives are done: from here an exception (the
-                # workers' errors raised on rank 0) leaves every rank in step
-                self._in_step = False
-                if self.rank != 0:
-                    # rank 0's finish() counts it there; the verify messages name it
-                    self.potential.evaluations += 1
-                    return None
-                failed = int(round(buffer[_FAILED]))
-                if failed:
-                    errors = [] if error is None else [error]
-                    for _ in range(failed - len(errors)):
-                        errors.append(
-                            self.comm.recv(source=self._MPI.ANY_SOURCE, tag=_ERROR_TAG)
-                        )
-                    _raise(errors)
+            reduced = self._reduce(buffer, error)
+        if reduced is None:
+            return None
+        return self._unpack(reduced, header, cell, pbc)
 
+    def _reduce(self, buffer: np.ndarray, error) -> Optional[np.ndarray]:
+        """The shares summed on rank 0 (None on the workers); the workers'
+        errors sent to rank 0 and raised there, after the collectives."""
+        request = None
+        if error is not None and self.rank != 0:
+            request = self.comm.isend(error, dest=0, tag=_ERROR_TAG)
+        if self.rank == 0:
+            self.comm.Reduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM, root=0)
+        else:
+            self.comm.Reduce(buffer, None, op=self._MPI.SUM, root=0)
+        if request is not None:
+            request.wait()
+        # the step's collectives are done: from here an exception (the workers'
+        # errors raised on rank 0) leaves every rank in step
+        self._in_step = False
+        if self.rank != 0:
+            # rank 0's finish() counts it there; the verify messages name it
+            self.potential.evaluations += 1
+            return None
+        failed = int(round(buffer[_FAILED]))
+        if failed:
+            errors = [] if error is None else [error]
+            for _ in range(failed - len(errors)):
+                errors.append(self.comm.recv(source=self._MPI.ANY_SOURCE, tag=_ERROR_TAG))
+            _raise(errors)
+        return buffer
+
+    def _unpack(self, buffer: np.ndarray, header, cell, pbc) -> Results:
+        """The whole structure's results from the reduced buffer, checked (every
+        atom local in one domain) and finished (:meth:`Potential.finish`)."""
+        n_atoms = int(header[1])
+        forces, stress, per_atom = bool(header[2]), bool(header[3]), bool(header[4])
         if self.potential.settings.verify:
             check_partition(buffer[len(buffer) - n_atoms :], current_evaluation(self.potential))
         if int(round(buffer[_LOCAL])) != n_atoms:
@@ -468,6 +449,25 @@ def _wait(request):
 
 #: how to run a model that fails in domains, the end of its message
 ONE_RANK = "Run it on one MPI rank (without mpirun, or with mpirun -np 1)."
+
+
+def check_splittable(potential: Potential, where: str):
+    """InvalidInput if the model cannot be evaluated on spatial domains: an
+    infinite interaction range, or long-range modules (whatever range it
+    declares); ``where`` names the split in the message."""
+    if not np.isfinite(potential.interaction_range):
+        raise InvalidInput(
+            "this model declares an infinite interaction range, so it cannot be "
+            "split into spatial domains; run it on a single MPI rank"
+        )
+    modules = long_range_modules(potential.model)
+    if modules:
+        raise InvalidInput(evaluation_message(
+            "split_long_range", model=potential.model.metadata().name or "model",
+            modules=", ".join(modules),
+            range=f"{potential.interaction_range:g} {potential.units.length}",
+            where=where, one_rank=ONE_RANK,
+        ))
 
 
 def _failure(rank: int, exc: Exception):

@@ -34,6 +34,30 @@ every pair among them within the cutoff in the pair list, the model's energy of
 the local atoms is exactly their energy in the whole system (for message passing
 models ``interaction_range`` is cutoff × layers: every atom on a chain of
 messages to a local atom is within that range of it).
+
+Pruning (short-range models only). A model whose declared interaction range
+equals its largest neighbour-list cutoff (:func:`short_range`; LJ, SOAP-BPNN,
+ACE-like models) passes no messages: by metatomic's contract for
+``interaction_range`` (for a short-range model "the same as the largest
+neighbors list cutoff"), an atom's energy is a function of its own environment,
+the pairs within the cutoff that it is part of. The energy summed here is that
+of the local atoms, so it depends only on the pairs with at least one local atom;
+the forces and the virial are its derivatives, so they do too. A pair between
+two ghosts changes no local energy and no force: :class:`DomainEvaluator` leaves
+them out (``DomainEvaluator.pruned``), and the model no longer does the ghosts'
+work. The ghosts' own energies, computed from their partial environments, are
+not selected and not summed. Ghosts that are in no pair with a local atom could
+go too, but there are none: the halo holds only images within the range (=
+cutoff) of a local atom, and the pairs reach the cutoff (+ skin, as the halo).
+A message-passing model (range > cutoff: MACE, PET) carries information along
+chains of pairs, ghost-ghost pairs included, and keeps every pair. A model that
+asks for no neighbour list (GAP: featomic searches its neighbours itself) has no
+cutoff to compare: nothing is left out, the model sees the whole halo and the
+energies of the local atoms are selected; its domains are periodic along no
+axis, every image a ghost (:class:`DomainList`), because featomic cannot search
+in a cell with zero vectors (a domain's cell along the cuts). A model that read,
+for an atom, the pairs *among* its neighbours from the list would break this
+contract: it has to declare a range beyond its cutoff.
 """
 
 import dataclasses
@@ -114,35 +138,40 @@ class Decomposition:
                 "a model with an infinite range cannot be split into domains, run "
                 "it on one MPI rank"
             )
-        positions = np.asarray(positions, dtype=np.float64)
         self.cell = np.asarray(cell, dtype=np.float64)
         self.periodic = np.asarray(pbc, dtype=bool).reshape(3)
         self.interaction_range = float(interaction_range)
         self.frame = _frame(self.cell, self.periodic)
+        self._wrap(np.asarray(positions, dtype=np.float64))
+        self._choose_grid(n_domains, grid, explicit_images)
+        self._assign()
+
+    def _wrap(self, positions: np.ndarray):
+        """Fractional coordinates wrapped into [0, 1) along periodic axes, the
+        home positions (the wrapped atoms, ``positions + wraps @ cell``) and the
+        decomposed region (bounding box along free axes)."""
         # plane spacing: distance between the lattice planes normal to each axis,
         # the inverse norm of the reciprocal vectors (the columns of the inverse)
         inverse = np.linalg.inv(self.frame)
         self.spacing = 1.0 / np.linalg.norm(inverse, axis=0)
-
         fractional = positions @ inverse
-        # wrap periodic axes into [0, 1); home positions are the wrapped atoms,
-        # positions + wraps @ cell
         floor = np.where(self.periodic, np.floor(fractional), 0.0)
         self.fractional = fractional - floor
         self.positions = positions
         self.wraps = -floor.astype(np.int64)
         self.home = positions - floor @ self.frame if floor.any() else positions
-
-        # the decomposed region, in fractional coordinates
         self.lower = np.zeros(3)
         self.upper = np.ones(3)
         if len(positions) and not self.periodic.all():
             lo, hi = self.fractional.min(axis=0), self.fractional.max(axis=0)
             self.lower = np.where(self.periodic, 0.0, lo)
             self.upper = np.where(self.periodic, 1.0, hi)
-        lengths = (self.upper - self.lower) * self.spacing
 
+    def _choose_grid(self, n_domains: int, grid, explicit_images: bool):
+        """The grid (given or :func:`choose_grid`'s), the axes that stay periodic
+        in every domain and the domains' cell."""
         if grid is None:
+            lengths = (self.upper - self.lower) * self.spacing
             grid = choose_grid(
                 n_domains,
                 lengths,
@@ -158,7 +187,8 @@ class Decomposition:
         # metatomic wants zero cell vectors along the non-periodic axes
         self.domain_cell = np.where(self.kept_periodic[:, None], self.cell, 0.0)
 
-        # domain index of every atom along each axis, then flat (= rank)
+    def _assign(self):
+        """``owner_domain``: the domain (= rank) each atom is a local atom of."""
         width = self.upper - self.lower
         scaled = (self.fractional - self.lower) / np.where(width > 0, width, 1.0)
         cells = np.floor(scaled * self.grid).astype(np.int64)
@@ -324,6 +354,23 @@ def _frame(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
     return frame
 
 
+def prunes_ghost_pairs(interaction_range, max_cutoff):
+    """The rule: a model passes no messages, and its domains may leave out the
+    pairs between two ghosts, when its declared interaction range is not beyond
+    its largest neighbour-list cutoff (metatomic's convention for a short-range
+    model: range = cutoff; see the module's docstring). The LAMMPS plugin's
+    ``message_passing`` is its negation. Written with comparisons and ``&``
+    only, so that a C++ copy can be generated from it like
+    :func:`mlipdrive.neighbors.half_list_keep`."""
+    return (max_cutoff > 0.0) & (interaction_range <= max_cutoff * (1.0 + 1e-12))
+
+
+def short_range(potential) -> bool:
+    """:func:`prunes_ghost_pairs` for a loaded :class:`~mlipdrive.potential.Potential`."""
+    cutoff = max(potential.cutoffs, default=0.0)
+    return bool(prunes_ghost_pairs(potential.interaction_range, cutoff))
+
+
 class DomainEvaluator:
     """Evaluates one :class:`Domain` with a potential, through the explicit-pairs
     path of :meth:`Potential.compute`, and spreads the results over the whole
@@ -341,15 +388,24 @@ class DomainEvaluator:
             if cutoff > 0
             else None
         )
+        #: the pairs between two ghosts are left out (:func:`short_range`)
+        self.pruned = short_range(potential)
+        #: how many candidate pairs the model was given in the last evaluation
+        self.pairs_given = 0
 
     def pairs(self, domain: Domain):
         """Full pair list (pairs (m, 2), cell shifts (m, 3)) of the domain's atoms,
-        periodic along the domain's periodic axes."""
+        periodic along the domain's periodic axes; for a short-range model only
+        the pairs with at least one local atom."""
         if self._search is None or (len(domain.positions) < 2 and not domain.pbc.any()):
             return np.zeros((0, 2), dtype=np.int32), np.zeros((0, 3), dtype=np.int32)
         pairs, shifts = self._search.compute(
             points=domain.positions, box=domain.cell, periodic=domain.pbc, quantities="PS"
         )
+        if self.pruned:
+            # local atoms come first: a pair touches one if its smaller index does
+            keep = pairs.min(axis=1) < domain.n_local
+            pairs, shifts = pairs[keep], shifts[keep]
         # int32, as the core wants them: no conversion on every reuse
         return pairs.astype(np.int32), shifts.astype(np.int32, copy=False)
 
@@ -378,20 +434,15 @@ class DomainEvaluator:
         per volume of the whole structure, and the domains' virials (``-stress *
         volume``) add up.
         """
-        n_atoms = len(types)
-        share = Results(
-            energy=0.0,
-            forces=np.zeros((n_atoms, 3)) if forces else None,
-            virial=np.zeros((3, 3)) if stress else None,
-            energies=np.zeros(n_atoms) if per_atom else None,
-        )
-        if self.potential.outputs.uncertainty is not None:
-            share.energy_uncertainty = np.zeros(n_atoms)
+        share = self._zeros(len(types), forces, stress, per_atom)
         if domain.n_local == 0:
+            self.pairs_given = 0
             return share
         cell, pbc = domain.cell, domain.pbc
         if self.potential.settings.stress_from_head and structure_cell is not None:
             cell, pbc = structure_cell, structure_pbc
+        pairs = self.pairs(domain) if pairs is None else pairs
+        self.pairs_given = len(pairs[0])
         results = self.potential.compute(
             domain.positions,
             types[domain.owners],
@@ -403,25 +454,44 @@ class DomainEvaluator:
             # the local atoms are the first n_local, so the per-atom energies come
             # back in that order whatever order the model sorts its samples in
             selected_atoms=np.arange(domain.n_local),
-            pairs=self.pairs(domain) if pairs is None else pairs,
+            pairs=pairs,
             pairs_pbc=domain.pbc,
+            pairs_local=domain.n_local if self.pruned else None,
             partial=True,
         )
-        share.energy = results.energy
-        if forces:
-            # ghost forces go back to the atoms they are images of
-            for axis in range(3):
-                share.forces[:, axis] = np.bincount(
-                    domain.owners, weights=results.forces[:, axis], minlength=n_atoms
-                )
-        if stress:
-            share.virial = results.virial
-        if per_atom:
-            share.energies[domain.owners[: domain.n_local]] = results.energies
-        if results.energy_uncertainty is not None:
-            local = domain.owners[: domain.n_local]
-            share.energy_uncertainty[local] = results.energy_uncertainty[: domain.n_local]
+        _spread(share, results, domain)
         return share
+
+    def _zeros(self, n_atoms: int, forces: bool, stress: bool, per_atom: bool) -> Results:
+        """A share of nothing, with the arrays the caller asked for."""
+        share = Results(
+            energy=0.0,
+            forces=np.zeros((n_atoms, 3)) if forces else None,
+            virial=np.zeros((3, 3)) if stress else None,
+            energies=np.zeros(n_atoms) if per_atom else None,
+        )
+        if self.potential.outputs.uncertainty is not None:
+            share.energy_uncertainty = np.zeros(n_atoms)
+        return share
+
+
+def _spread(share: Results, results: Results, domain: Domain):
+    """The domain's ``results`` written into the whole-structure ``share``: ghost
+    forces added onto the atoms they are images of, per-atom values of the local
+    atoms at their atoms' indices."""
+    share.energy = results.energy
+    local = domain.owners[: domain.n_local]
+    if share.forces is not None:
+        for axis in range(3):
+            share.forces[:, axis] = np.bincount(
+                domain.owners, weights=results.forces[:, axis], minlength=len(share.forces)
+            )
+    if share.virial is not None:
+        share.virial = results.virial
+    if share.energies is not None:
+        share.energies[local] = results.energies
+    if results.energy_uncertainty is not None:
+        share.energy_uncertainty[local] = results.energy_uncertainty[: domain.n_local]
 
 
 class DomainList:
@@ -460,6 +530,14 @@ class DomainList:
         self.domain: Optional[Domain] = None
         self.pairs = None
         self._reference = None
+        # the grid of the last rebuild: the verify setting's fresh domain must
+        # use it (the automatic choice for range + skin may differ from range's)
+        self._grid_in_use = grid
+        # a model that asks for no neighbour list finds its neighbours itself,
+        # from the cell and pbc (featomic): its domains are periodic along no
+        # axis, with ghosts for the images along every periodic axis (featomic
+        # refuses a cell with some zero vectors, the domains' cell along cuts)
+        self._explicit_images = not potential.requested_neighbor_lists
         #: seconds spent building domains and pair lists
         self.timings = {"domain": 0.0, "pairs": 0.0}
 
@@ -487,9 +565,10 @@ class DomainList:
                 self.n_domains,
                 self.interaction_range + self.skin,
                 grid=self.grid,
+                explicit_images=self._explicit_images,
             )
             self.domain = decomposition.domain(self.rank)
-            self.grid_used = decomposition.grid
+            self._grid_in_use = decomposition.grid
         with timed(self.timings, "pairs"):
             self.pairs = self.evaluator.pairs(self.domain) if self.domain.n_local else None
         self._reference = (positions.copy(), cell.copy(), np.array(pbc, dtype=bool))
@@ -499,7 +578,8 @@ class DomainList:
         """The kept domain against one built now for its local atoms; the domain's
         cell and pbc from a new decomposition with the grid in use."""
         fresh = Decomposition(
-            positions, cell, pbc, self.n_domains, self.interaction_range, grid=self.grid_used
+            positions, cell, pbc, self.n_domains, self.interaction_range,
+            grid=self._grid_in_use, explicit_images=self._explicit_images,
         )
         check_domain(
             self.domain, positions, cell, pbc, fresh.domain_cell, fresh.kept_periodic,

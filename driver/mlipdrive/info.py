@@ -1,10 +1,17 @@
 """``mlipdrive info MODEL.pt``: what a model is and how mlipdrive will run it."""
 
 from .cli import add_settings_arguments, settings_from_arguments
+from .settings import SETTINGS, TABLE_NAME_WIDTH
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("info", help="describe a model and the settings that apply")
+    parser = subparsers.add_parser(
+        "info", help="describe a model and the settings that apply",
+        description="Load a model and print what it declares (atomic types, outputs and "
+        "their variants, units, interaction range, dtype, devices, neighbour lists) and "
+        "every inference setting it would run with, for the preset and settings given; "
+        "e.g. 'mlipdrive info model.pt --settings turbo'.",
+    )
     parser.add_argument("model", help="exported metatomic model (.pt)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -38,8 +45,16 @@ def describe(potential) -> str:
         )
     lines.append("settings")
     for name, value in potential.settings.as_dict().items():
-        lines.append(f"  {name:18} {value!r}")
+        lines.append(f"  {name:{TABLE_NAME_WIDTH}} {value!r}")
+    lines.append(f"turbo preset      {_turbo_changes()}")
     return "\n".join(lines)
+
+
+def _turbo_changes() -> str:
+    """What the 'turbo' preset sets differently from 'default'."""
+    changed = [f"{s.name} {s.presets['turbo']!r}" for s in SETTINGS
+               if s.presets["turbo"] != s.presets["default"]]
+    return "sets " + ", ".join(changed) + " (the rest as 'default')"
 
 
 def _output_lines(potential) -> list:

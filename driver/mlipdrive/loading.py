@@ -171,6 +171,31 @@ def tensor_map_weights(model: AtomisticModel) -> List[str]:
     return found
 
 
+#: the TorchScript class-name prefixes of long-range (k-space) modules: torch-pme's
+#: calculators and potentials, which metatrain's ``long_range`` featurizer uses
+LONG_RANGE_MODULE_PREFIXES = ("__torch__.torchpme.calculators.",)
+
+
+def long_range_modules(model: AtomisticModel) -> List[str]:
+    """The classes of the model's long-range modules (torch-pme calculators:
+    Ewald, PME, P3M), empty when there is none.
+
+    Such a model needs the whole periodic structure: its k-space sum cannot be
+    evaluated on a spatial domain (local atoms and a halo of ghosts), whatever
+    its declared interaction range, which covers only its short-range part
+    (metatrain's PET with ``long_range`` declares layers x cutoff). Split layouts
+    refuse it. The plugin applies the same rule to each module's class.
+    """
+    found = []
+    for _, module in model.module.named_modules():
+        name = module._c._type().qualified_name()
+        if name.startswith(LONG_RANGE_MODULE_PREFIXES):
+            name = name.removeprefix("__torch__.")
+            if name not in found:
+                found.append(name)
+    return found
+
+
 def _replace_dtype(capabilities: ModelCapabilities, dtype: str) -> ModelCapabilities:
     return ModelCapabilities(
         outputs=capabilities.outputs,

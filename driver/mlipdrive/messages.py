@@ -10,7 +10,8 @@ function per message, generated from this table at build time
 LOADING_MESSAGES = {
     "model_missing": (
         "model file '{path}' does not exist; give the path of an exported metatomic "
-        "model (.pt), e.g. models/mace/mace-cual.pt"
+        "model (.pt), absolute or relative to the folder the command runs in (for "
+        "LAMMPS, the folder lmp runs in)"
     ),
     "model_is_directory": (
         "model '{path}' is a directory, not a model file; give the exported metatomic "
@@ -136,6 +137,13 @@ EVALUATION_MESSAGES = {
         "support domain decomposition, e.g. long-range terms (Ewald, PME, P3M) that "
         "need the whole periodic structure even when the model declares a finite "
         "interaction range. {one_rank}"
+    ),
+    "split_long_range": (
+        "model '{model}' has long-range terms ({modules}) that need the whole "
+        "periodic structure: they cannot be evaluated on spatial domains (a rank's "
+        "atoms and a halo of ghost atoms), whatever the declared interaction range "
+        "({range}, which covers the short-range part only), so {where} would give a "
+        "wrong energy or fail. {one_rank}"
     ),
     # what to do about a non-conservative head or an uncertainty of the wrong shape
     "head_advice": "turn non_conservative off, or fix the model's output and export it again",

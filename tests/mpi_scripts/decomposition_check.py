@@ -9,7 +9,7 @@ evaluates every structure of decomposition_cases for each model twice,
 with ``potential.compute`` (the reference) and with ``DistributedPotential``
 (the workers serve), and writes the largest deviations to OUT.json. It then
 checks the error path (a NaN on a worker is raised on rank 0 and serving goes
-on) and the SPMD form. With one rank the domain path is forced
+on). With one rank the domain path is forced
 (``decompose_serial``). Nothing is printed on success; the test compares the
 deviations with the model's tolerances.
 """
@@ -123,17 +123,6 @@ def error_path(dp, species, report):
     )
 
 
-def collective(dp, potential, species, report):
-    positions, types, cell, pbc = cases.structures(species)["slab"]
-    results = dp.compute_collective(positions, types, cell, pbc, per_atom=True)
-    reference = potential.compute(positions, types, cell, pbc, per_atom=True)
-    # every rank checks its own copy; the worst deviation over ranks is reported
-    deviations = cases.errors(results, reference, len(types))
-    worst = {k: MPI.COMM_WORLD.allreduce(v, op=MPI.MAX) for k, v in sorted(deviations.items())}
-    if dp.rank == 0:
-        report["collective"] = worst
-
-
 def main():
     out = pathlib.Path(sys.argv[1])
     comm = MPI.COMM_WORLD
@@ -156,7 +145,6 @@ def main():
                 dp.close()
         else:
             dp.serve()
-        collective(dp, potential, species_of(kind), report)
     if comm.rank == 0:
         out.write_text(json.dumps(reports, indent=1))
 

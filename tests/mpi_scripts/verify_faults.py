@@ -2,11 +2,11 @@
 
     mpirun -np 2 python verify_faults.py OUT.json LJ_MODEL
 
-- ``double``: rank 1 builds rank 0's domain (leader/worker form), so that the
+- ``double``: rank 1 builds rank 0's domain, so that the
   local atoms of domain 0 are evaluated twice and those of domain 1 never, the
   counts still adding up to the atom count;
 - ``stale pairs``: rank 1 keeps its domain and pairs although an atom moved 3 Å
-  (along the uncut axis y: no atom changes domain) (SPMD form).
+  (along the uncut axis y: no atom changes domain).
 
 Each runs with verify on (the error raised on rank 0 goes to OUT.json) and off
 (the energy given, and a fresh serial potential's).
@@ -57,17 +57,16 @@ def stale_pairs(path, verify):
     potential = mlipdrive.load(path, settings={"verify": verify, "skin": 0.2})
     atoms = evenly_split(potential)
     dp = DistributedPotential(potential, MPI.COMM_WORLD)
-    # the SPMD form only: release rank 0's close() (at exit) from waiting for serve()
-    if dp.rank == 0:
-        dp.close()
-    else:
-        dp.serve()
     moved = atoms.positions.copy()
     moved[3, 1] += 3.0
-    dp.compute_collective(atoms.positions, atoms.numbers, atoms.cell.array, True)
-    if dp.rank == 1:
-        dp._domains._reference = (moved.copy(), *dp._domains._reference[1:])
-    energy = dp.compute_collective(moved, atoms.numbers, atoms.cell.array, True).energy
+    if dp.rank != 0:
+        # rank 1 keeps the domain and pairs of its first build for ever
+        dp._domains._needs_rebuild = lambda *_: dp._domains.rebuilds == 0
+        dp.serve()
+        return None
+    with dp:
+        dp.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+        energy = dp.compute(moved, atoms.numbers, atoms.cell.array, True).energy
     atoms.positions = moved
     return energy, atoms
 
