@@ -125,8 +125,13 @@ def run(
                      units="metal")
     types, problem = None, None
     if rank == 0:
-        types, problem = _client_types(potential, structure, structure_format, active,
-                                       serve_options.get("ensemble"), comm is not None)
+        try:
+            types, problem = _client_types(potential, structure, structure_format, active,
+                                           serve_options.get("ensemble"), comm is not None)
+        except Exception as error:  # the other ranks wait for it in bcast: tell them
+            if comm is None:
+                raise
+            problem = f"{type(error).__name__}: {error}"
     if comm is not None:
         problem = comm.bcast(problem, root=0)
     if problem is not None:
