@@ -123,17 +123,8 @@ def run(
     # i-PI's wire units are converted at the client boundary (see _client.py)
     potential = load(model, settings=settings, device=device, extensions=extensions,
                      units="metal")
-    types, problem = None, None
-    if rank == 0:
-        try:
-            types, problem = _client_types(potential, structure, structure_format, active,
-                                           serve_options.get("ensemble"), comm is not None)
-        except Exception as error:  # the other ranks wait for it in bcast: tell them
-            if comm is None:
-                raise
-            problem = f"{type(error).__name__}: {error}"
-    if comm is not None:
-        problem = comm.bcast(problem, root=0)
+    types, problem = _shared_client_types(comm, potential, structure, structure_format,
+                                          active, serve_options.get("ensemble"))
     if problem is not None:
         if rank == 0:
             log(f"error: {problem}")
@@ -159,6 +150,23 @@ def _decomposition_comm(mpi: Optional[bool]):
     from mpi4py import MPI
 
     return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def _shared_client_types(comm, potential, structure, structure_format, active, ensemble):
+    """:func:`_client_types` on rank 0, and its verdict on every rank; any error
+    there becomes the verdict (the other ranks wait for it in a broadcast)."""
+    types, problem = None, None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            types, problem = _client_types(potential, structure, structure_format, active,
+                                           ensemble, comm is not None)
+        except Exception as error:
+            if comm is None:
+                raise
+            problem = f"{type(error).__name__}: {error}"
+    if comm is not None:
+        problem = comm.bcast(problem, root=0)
+    return types, problem
 
 
 def _client_types(potential, structure, structure_format, active, ensemble,

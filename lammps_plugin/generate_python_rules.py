@@ -63,6 +63,25 @@ def generate() -> str:
         "",
         "namespace mlipdrive {",
         "",
+    ]
+    lines += set_setting_function()
+    lines += setting_lines_function()
+    lines += number_checks()
+    lines += non_conservative_heads()
+    lines += units_table()
+    lines += loading_messages()
+    lines += output_tables()
+    lines += half_list_rule()
+    lines += tensor_map_classes()
+    lines += long_range_prefixes()
+    lines += ["}  // namespace mlipdrive", ""]
+    return "\n".join(lines)
+
+
+def set_setting_function():
+    """``set_setting(settings, name, text)``: :func:`mlipdrive.settings.parse_value`
+    for every row of :data:`mlipdrive.settings.SETTINGS`."""
+    lines = [
         "/// Set the setting called `name` from `text`; returns an error message, or",
         "/// an empty string on success.",
         "inline std::string set_setting(",
@@ -72,7 +91,7 @@ def generate() -> str:
     for setting in SETTINGS:
         kind = {bool: "bool", int: "int", float: "double", str: "string"}[setting.type]
         choices = ", ".join(_cpp_string(str(c)) for c in setting.choices)
-        spellings = " || ".join(f'name == "{word}"' for word in {setting.name, setting.spelling})
+        spellings = " || ".join(f'name == "{word}"' for word in dict.fromkeys((setting.name, setting.spelling)))
         lines.append(f"    if ({spellings}) {{")
         for word in setting.zero_words:
             lines.append(f"        if (lower_case(text) == {_cpp_string(word)}) {{")
@@ -89,10 +108,16 @@ def generate() -> str:
             lines.append(f"        return parse_{kind}(name, text, s.{setting.name});")
         lines.append("    }")
     names = ", ".join(s.spelling for s in SETTINGS)
-    lines += [
+    return lines + [
         f'    return "unknown setting \'" + name + "\'; known settings: {names}";',
         "}",
         "",
+    ]
+
+
+def setting_lines_function():
+    """``setting_lines(settings)``: the table ``mlipdrive info`` prints."""
+    lines = [
         "/// (name, value) of every setting, values written as Python's repr(), names",
         "/// padded to the width of the table's name column, as mlipdrive info prints them.",
         "inline std::vector<std::pair<std::string, std::string>> setting_lines(",
@@ -103,17 +128,7 @@ def generate() -> str:
     for setting in SETTINGS:
         name = f"{setting.name:{TABLE_NAME_WIDTH}}"
         lines.append(f'        {{"{name}", python_repr(s.{setting.name})}},')
-    lines += ["    };", "}", ""]
-    lines += number_checks()
-    lines += non_conservative_heads()
-    lines += units_table()
-    lines += loading_messages()
-    lines += output_tables()
-    lines += half_list_rule()
-    lines += tensor_map_classes()
-    lines += long_range_prefixes()
-    lines += ["}  // namespace mlipdrive", ""]
-    return "\n".join(lines)
+    return lines + ["    };", "}", ""]
 
 
 def _on_off_words(setting):

@@ -74,6 +74,34 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
     directory = pathlib.Path(directory)
     socket_xml = _forcefield_xml(simulation, unix, port, transport)
 
+    outputs = _output_xml(simulation)
+    dynamics, ensemble = _motion_xml(simulation)
+
+    text = f"""<simulation verbosity='low' safe_stride='1000000' floatformat='%.17e'>
+  <output prefix='sim'>
+    {chr(10).join('    ' + line for line in outputs).strip()}
+  </output>
+  <total_steps> {simulation.steps} </total_steps>
+  <prng><seed> {simulation.seed} </seed></prng>
+  {socket_xml}
+  <system>
+    <initialize nbeads='{simulation.nbeads}'>
+      <file mode='ase'> {simulation.structure} </file>
+      <velocities mode='thermal' units='kelvin'> {simulation.temperature_k} </velocities>
+    </initialize>
+    <forces><force forcefield='driver' weight='{simulation.weight!r}'/></forces>
+    {ensemble}
+    <motion mode='dynamics'> {dynamics} </motion>
+  </system>
+</simulation>
+"""
+    path = directory / "input.xml"
+    path.write_text(text)
+    return path
+
+
+def _output_xml(simulation: Simulation) -> list:
+    """The <output> lines: properties, positions, and forces and extras if asked."""
     s = simulation.stride
     outputs = [
         f"<properties stride='{s}' filename='out'> [ step, conserved, "
@@ -87,7 +115,11 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
     if simulation.extras:
         outputs.append(f"<trajectory filename='extras' stride='{s}' "
                        f"extra_type='{simulation.extras_type}' flush='1'> extras </trajectory>")
+    return outputs
 
+
+def _motion_xml(simulation: Simulation):
+    """(<dynamics>, <ensemble>) of the simulation's ensemble (nve, nvt, npt)."""
     temperature = f"<temperature units='kelvin'> {simulation.temperature_k} </temperature>"
     timestep = f"<timestep units='femtosecond'> {simulation.timestep_fs} </timestep>"
     if simulation.ensemble == "nve":
@@ -116,28 +148,7 @@ def write_input(directory, simulation: Simulation, *, unix: Optional[str] = None
         )
     else:
         raise ValueError(f"ensemble must be nve, nvt or npt, got '{simulation.ensemble}'")
-
-    text = f"""<simulation verbosity='low' safe_stride='1000000' floatformat='%.17e'>
-  <output prefix='sim'>
-    {chr(10).join('    ' + line for line in outputs).strip()}
-  </output>
-  <total_steps> {simulation.steps} </total_steps>
-  <prng><seed> {simulation.seed} </seed></prng>
-  {socket_xml}
-  <system>
-    <initialize nbeads='{simulation.nbeads}'>
-      <file mode='ase'> {simulation.structure} </file>
-      <velocities mode='thermal' units='kelvin'> {simulation.temperature_k} </velocities>
-    </initialize>
-    <forces><force forcefield='driver' weight='{simulation.weight!r}'/></forces>
-    {ensemble}
-    <motion mode='dynamics'> {dynamics} </motion>
-  </system>
-</simulation>
-"""
-    path = directory / "input.xml"
-    path.write_text(text)
-    return path
+    return dynamics, ensemble
 
 
 def _forcefield_xml(simulation: Simulation, unix, port, transport: str) -> str:
