@@ -340,9 +340,7 @@ def lammps_cases():
 def test_lammps(tmp_path, model_kind, preset, ranks):
     """pair_style mlipdrive, a frame and 10 MD steps == metatomic_ase, or refused."""
     atoms = copper_aluminium(repeat=2, rattle=0.1, strain=0.03)
-    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
-    types = [1 if z == 29 else 2 for z in atoms.numbers]
-    write_data(tmp_path / "frame.data", cell, positions, types, MASSES)
+    write_cual_frame(tmp_path / "frame.data", atoms)
     result = run_lmp(tmp_path, lammps_script(model_kind, preset), ranks, check=False)
     refusal = model_kind.refusal("lammps", preset, ranks)
     if refusal is not None:
@@ -379,6 +377,12 @@ def ipi_references(tmp_path_factory):
         return cache[kind.name]
 
     return get
+
+
+def write_cual_frame(path, atoms):
+    """A LAMMPS data file of a CuAl structure, types 1 (Cu) and 2 (Al)."""
+    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
+    write_data(path, cell, positions, [1 if z == 29 else 2 for z in atoms.numbers], MASSES)
 
 
 def ipi_cases():
@@ -452,10 +456,7 @@ def test_lammps_per_structure_energy_refuses_pe_atom(tmp_path):
     """compute pe/atom with a model whose energy is per structure only: refused
     with the cause (the model would otherwise be asked for what it does not declare)."""
     path = export_per_structure_lj(tmp_path / "per-structure.pt")
-    atoms = copper_aluminium(repeat=2)
-    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
-    write_data(tmp_path / "frame.data", cell, positions,
-               [1 if z == 29 else 2 for z in atoms.numbers], MASSES)
+    write_cual_frame(tmp_path / "frame.data", copper_aluminium(repeat=2))
     script = "\n".join([
         "units metal", "boundary p p p", "atom_style atomic", "read_data frame.data",
         f"pair_style mlipdrive {path}", "pair_coeff * * Cu Al",
@@ -473,10 +474,7 @@ def test_lammps_tensor_map_weights_refused_at_load(tmp_path, settings):
     and m2 to have the same dtype" and a hint about atoms too close). The model is
     the LJ with a TensorMap factor (GAP itself is refused for its neighbours)."""
     path = export_scaled(tmp_path / "scaled.pt", in_dict=False)
-    atoms = copper_aluminium(repeat=2)
-    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
-    write_data(tmp_path / "frame.data", cell, positions,
-               [1 if z == 29 else 2 for z in atoms.numbers], MASSES)
+    write_cual_frame(tmp_path / "frame.data", copper_aluminium(repeat=2))
     script = "\n".join([
         "units metal", "boundary p p p", "atom_style atomic", "read_data frame.data",
         f"pair_style mlipdrive {path} {settings}", "pair_coeff * * Cu Al", "run 0",
@@ -525,10 +523,7 @@ def test_lammps_mode_ghosts_refuses_long_range(tmp_path):
     """'mode ghosts' on one rank hands the model the local atoms and ghosts with
     no cell: the long-range PET would run its non-periodic Coulomb sum there and
     give another energy without an error. Refused at setup, with the cause."""
-    atoms = copper_aluminium(repeat=2)
-    cell, positions = lower_triangular(atoms.cell.array, atoms.positions)
-    write_data(tmp_path / "frame.data", cell, positions,
-               [1 if z == 29 else 2 for z in atoms.numbers], MASSES)
+    write_cual_frame(tmp_path / "frame.data", copper_aluminium(repeat=2))
     script = "\n".join([
         "units metal", "boundary p p p", "atom_style atomic", "read_data frame.data",
         f"pair_style mlipdrive {_pet_lr_path()} mode ghosts", "pair_coeff * * Cu Al",
