@@ -33,6 +33,10 @@ SCRATCH = {
 NOT_RUN_HERE = {
     "make test": "the test suite itself",
     "make test-matrix": "the wide sweep that make test leaves out",
+    "benchmarks/results/ranks_short_range/soap_bpnn/run.sh": "a measurement of minutes that "
+    "rewrites the committed logs; tests/test_lammps_parity.py runs SOAP-BPNN pruned on 2 and 4 ranks",
+    "OMP_NUM_THREADS=1 .venv/bin/python models/time_step.py": "a timing of one model step (up "
+    "to 2 minutes each); tests/test_model_families.py evaluates every family",
     "python3 -m venv .venv": "the install block: tests/test_pip_install.py runs it in a copy",
     ".venv/bin/pip install --upgrade": "the install block: tests/test_pip_install.py",
     ".venv/bin/pip install -c constraints.txt --group build": "the install block: "
@@ -172,8 +176,22 @@ def run_script(script: str, cwd: pathlib.Path, workdir: pathlib.Path):
     return process.returncode, stdout, stderr
 
 
-@pytest.mark.parametrize("document, index, block", CASES,
-                         ids=[f"{d}#{i}" for d, i, _ in CASES])
+# blocks that run only with the matrix marker (make test-matrix), and the test
+# that runs the same thing within make test
+MATRIX_BLOCKS = {
+    "examples/ipi/README.md#3": "tests/test_ipi_transports.py (shm against i-pi-py_driver)",
+    "examples/ipi/README.md#4": "tests/test_ipi_transports.py (ffmpi against i-pi-py_driver)",
+}
+
+
+def block_cases():
+    for document, index, block in CASES:
+        name = f"{document}#{index}"
+        marks = (pytest.mark.matrix,) if name in MATRIX_BLOCKS else ()
+        yield pytest.param(document, index, block, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("document, index, block", list(block_cases()))
 def test_document_block(document, index, block, tmp_path):
     script = runnable(block)
     root = scratch_root(tmp_path, SCRATCH[document]) if document in SCRATCH else ROOT
