@@ -230,28 +230,30 @@ def loading_messages():
     return lines
 
 
+def _string_array(name: str, values, comment) -> list:
+    """``inline const char* const NAME[] = {...};`` after its ``///`` comment lines."""
+    items = ", ".join(_cpp_string(value) for value in values)
+    return [f"/// {line}" for line in comment] + [
+        f"inline const char* const {name}[] = {{{items}}};", "",
+    ]
+
+
 def tensor_map_classes():
     """:data:`mlipdrive.loading.TENSOR_MAP_CLASSES`: the attribute types whose
     values a dtype conversion does not reach (``loading.tensor_map_weights``)."""
-    names = ", ".join(_cpp_string(name) for name in TENSOR_MAP_CLASSES)
-    return [
-        "/// mlipdrive.loading.TENSOR_MAP_CLASSES: module attributes of these types hold",
-        "/// weights that a dtype conversion (parameters and buffers) does not reach.",
-        f"inline const char* const TENSOR_MAP_CLASSES[] = {{{names}}};",
-        "",
-    ]
+    return _string_array("TENSOR_MAP_CLASSES", TENSOR_MAP_CLASSES, [
+        "mlipdrive.loading.TENSOR_MAP_CLASSES: module attributes of these types hold",
+        "weights that a dtype conversion (parameters and buffers) does not reach.",
+    ])
 
 
 def long_range_prefixes():
     """:data:`mlipdrive.loading.LONG_RANGE_MODULE_PREFIXES`: the module classes of
     long-range terms, which split layouts refuse (``loading.long_range_modules``)."""
-    names = ", ".join(_cpp_string(name) for name in LONG_RANGE_MODULE_PREFIXES)
-    return [
-        "/// mlipdrive.loading.LONG_RANGE_MODULE_PREFIXES: modules whose class starts so",
-        "/// compute long-range (k-space) terms, which need the whole periodic structure.",
-        f"inline const char* const LONG_RANGE_MODULE_PREFIXES[] = {{{names}}};",
-        "",
-    ]
+    return _string_array("LONG_RANGE_MODULE_PREFIXES", LONG_RANGE_MODULE_PREFIXES, [
+        "mlipdrive.loading.LONG_RANGE_MODULE_PREFIXES: modules whose class starts so",
+        "compute long-range (k-space) terms, which need the whole periodic structure.",
+    ])
 
 
 def output_tables():
