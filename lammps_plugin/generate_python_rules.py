@@ -38,6 +38,7 @@ from mlipdrive.settings import (
     NON_CONSERVATIVE_HEADS, SETTINGS, TABLE_NAME_WIDTH, field_name, number_message,
 )
 from mlipdrive.messages import EVALUATION_MESSAGES, LOADING_MESSAGES, OUTPUT_MESSAGES
+from mlipdrive.halo import prunes_ghost_pairs
 from mlipdrive.neighbors import half_list_keep
 from mlipdrive.loading import LONG_RANGE_MODULE_PREFIXES, TENSOR_MAP_CLASSES
 from mlipdrive.units import LAMMPS_UNIT_STYLES, LAMMPS_UNITS_ADVICE, UNIT_SYSTEMS
@@ -72,6 +73,7 @@ def generate() -> str:
     lines += loading_messages()
     lines += output_tables()
     lines += half_list_rule()
+    lines += ghost_pair_rule()
     lines += tensor_map_classes()
     lines += long_range_prefixes()
     lines += ["}  // namespace mlipdrive", ""]
@@ -311,6 +313,12 @@ class CppExpression:
     def __gt__(self, other):
         return self._binary(">", other)
 
+    def __le__(self, other):
+        return self._binary("<=", other)
+
+    def __mul__(self, other):
+        return self._binary("*", other)
+
     def __eq__(self, other):
         return self._binary("==", other)
 
@@ -337,6 +345,20 @@ def half_list_rule():
     return [
         "/// mlipdrive.neighbors.half_list_keep: of (i, j, S) and (j, i, -S), keep this one?",
         f"inline bool half_list_keep({arguments}) {{",
+        f"    return {rule.text};",
+        "}",
+        "",
+    ]
+
+
+def ghost_pair_rule():
+    """``prunes_ghost_pairs``: :func:`mlipdrive.halo.prunes_ghost_pairs` in C++."""
+    names = list(inspect.signature(prunes_ghost_pairs).parameters)
+    rule = prunes_ghost_pairs(*(CppExpression(name) for name in names))
+    arguments = ", ".join(f"double {name}" for name in names)
+    return [
+        "/// mlipdrive.halo.prunes_ghost_pairs: may the pairs between two ghosts be left out?",
+        f"inline bool prunes_ghost_pairs({arguments}) {{",
         f"    return {rule.text};",
         "}",
         "",

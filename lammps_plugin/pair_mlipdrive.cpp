@@ -432,7 +432,7 @@ static void read_ranges(PairState& s) {
         throw std::runtime_error("the model declares interaction_range " + std::to_string(caps->interaction_range) +
                                  "; re-export it with the range it needs (cutoff x message-passing layers)");
     }
-    s.message_passing = s.interaction_range > s.max_cutoff * (1.0 + 1e-12);
+    s.message_passing = !mlipdrive::prunes_ghost_pairs(s.interaction_range, s.max_cutoff);
     s.sum_atom_energies = s.settings.atom_energy_sum && caps->outputs().at(s.outputs.energy)->sample_kind() == "atom";
 }
 

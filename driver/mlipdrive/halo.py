@@ -358,9 +358,10 @@ def prunes_ghost_pairs(interaction_range, max_cutoff):
     """The rule: a model passes no messages, and its domains may leave out the
     pairs between two ghosts, when its declared interaction range is not beyond
     its largest neighbour-list cutoff (metatomic's convention for a short-range
-    model: range = cutoff; see the module's docstring). The LAMMPS plugin's
-    ``message_passing`` is its negation. Written with comparisons and ``&``
-    only, so that a C++ copy can be generated from it like
+    model: range = cutoff; see the module's docstring). Written with
+    comparisons, ``*`` and ``&`` only: the LAMMPS plugin's copy (whose
+    ``message_passing`` is its negation) is generated from it by
+    ``lammps_plugin/generate_python_rules.py``, like
     :func:`mlipdrive.neighbors.half_list_keep`."""
     return (max_cutoff > 0.0) & (interaction_range <= max_cutoff * (1.0 + 1e-12))
 
