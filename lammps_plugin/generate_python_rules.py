@@ -38,8 +38,7 @@ from mlipdrive.settings import (
     NON_CONSERVATIVE_HEADS, SETTINGS, TABLE_NAME_WIDTH, field_name, number_message,
 )
 from mlipdrive.messages import EVALUATION_MESSAGES, LOADING_MESSAGES, OUTPUT_MESSAGES
-from mlipdrive.halo import prunes_ghost_pairs
-from mlipdrive.neighbors import half_list_keep
+from mlipdrive.neighbors import half_list_keep, prunes_ghost_pairs
 from mlipdrive.loading import LONG_RANGE_MODULE_PREFIXES, TENSOR_MAP_CLASSES
 from mlipdrive.units import LAMMPS_UNIT_STYLES, LAMMPS_UNITS_ADVICE, UNIT_SYSTEMS
 
@@ -352,12 +351,12 @@ def half_list_rule():
 
 
 def ghost_pair_rule():
-    """``prunes_ghost_pairs``: :func:`mlipdrive.halo.prunes_ghost_pairs` in C++."""
+    """``prunes_ghost_pairs``: :func:`mlipdrive.neighbors.prunes_ghost_pairs` in C++."""
     names = list(inspect.signature(prunes_ghost_pairs).parameters)
     rule = prunes_ghost_pairs(*(CppExpression(name) for name in names))
     arguments = ", ".join(f"double {name}" for name in names)
     return [
-        "/// mlipdrive.halo.prunes_ghost_pairs: may the pairs between two ghosts be left out?",
+        "/// mlipdrive.neighbors.prunes_ghost_pairs: may the pairs between two ghosts be left out?",
         f"inline bool prunes_ghost_pairs({arguments}) {{",
         f"    return {rule.text};",
         "}",

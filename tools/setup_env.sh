@@ -13,7 +13,7 @@ INPUTS="pyproject.toml setup.py constraints.txt tools/setup_env.sh"
 # what the plugin is built from: a change rebuilds it (only what changed recompiles)
 PLUGIN_INPUTS="lammps_plugin driver/mlipdrive/settings.py driver/mlipdrive/units.py
 driver/mlipdrive/messages.py driver/mlipdrive/neighbors.py driver/mlipdrive/outputs.py
-driver/mlipdrive/loading.py driver/mlipdrive/halo.py
+driver/mlipdrive/loading.py
 lammps_plugin/python/plugin_build.py"
 PIP="$VENV/bin/pip"
 step() { echo "setup_env: $*"; }

@@ -68,7 +68,7 @@ import numpy as np
 import vesin
 from scipy.spatial import cKDTree
 
-from .neighbors import needs_rebuild
+from .neighbors import needs_rebuild, prunes_ghost_pairs
 from .potential import Results, timed
 from .verify import check_domain, current_evaluation
 
@@ -352,18 +352,6 @@ def _frame(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
             "dependent; give a cell with a non-zero volume"
         )
     return frame
-
-
-def prunes_ghost_pairs(interaction_range, max_cutoff):
-    """The rule: a model passes no messages, and its domains may leave out the
-    pairs between two ghosts, when its declared interaction range is not beyond
-    its largest neighbour-list cutoff (metatomic's convention for a short-range
-    model: range = cutoff; see the module's docstring). Written with
-    comparisons, ``*`` and ``&`` only: the LAMMPS plugin's copy (whose
-    ``message_passing`` is its negation) is generated from it by
-    ``lammps_plugin/generate_python_rules.py``, like
-    :func:`mlipdrive.neighbors.half_list_keep`."""
-    return (max_cutoff > 0.0) & (interaction_range <= max_cutoff * (1.0 + 1e-12))
 
 
 def short_range(potential) -> bool:

@@ -76,6 +76,18 @@ def half_list_keep(first, second, shift_a, shift_b, shift_c, where=torch.where):
     return (first < second) | ((first == second) & (first_nonzero > 0))
 
 
+def prunes_ghost_pairs(interaction_range, max_cutoff):
+    """The rule: a model passes no messages, and its domains may leave out the
+    pairs between two ghosts, when its declared interaction range is not beyond
+    its largest neighbour-list cutoff (metatomic's convention for a short-range
+    model: range = cutoff; see :mod:`mlipdrive.halo`'s docstring). Written with
+    comparisons, ``*`` and ``&`` only: the LAMMPS plugin's copy (whose
+    ``message_passing`` is its negation) is generated from it by
+    ``lammps_plugin/generate_python_rules.py``, like
+    :func:`mlipdrive.neighbors.half_list_keep`."""
+    return (max_cutoff > 0.0) & (interaction_range <= max_cutoff * (1.0 + 1e-12))
+
+
 def half_list_mask(pairs: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """Keep one of (i, j, S) and (j, i, -S) from a full list (:func:`half_list_keep`)."""
     return half_list_keep(pairs[:, 0], pairs[:, 1], shifts[:, 0], shifts[:, 1], shifts[:, 2])
