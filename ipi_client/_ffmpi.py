@@ -1,5 +1,6 @@
 """i-PI's ``<ffmpi>`` transport, client side: i-PI and the clients in one MPMD job
-(``mpirun -n 1 i-pi input.xml : -n K mlipdrive-ipi-driver --mpi ...``).
+(``mpirun -disable-auto-cleanup -n 1 i-pi input.xml : -n K mlipdrive-ipi-driver
+--mpi ...``; the flag: see examples/ipi/README.md).
 
 i-PI is one rank of ``MPI_COMM_WORLD`` (``server_rank``, 0 by default). The
 client ranks split the world (i-PI takes colour 0, the clients of one

@@ -254,7 +254,8 @@ def run_ffmpi(model: str, structure: str, *, structure_format=None, settings="de
         log("error: --shm is a mode of <ffsocket>; <ffmpi> passes everything over MPI")
         return EXIT_USAGE
     if world.Get_size() < 2 or world.Get_rank() == server_rank or group_size < 1:
-        log("error: <ffmpi> needs i-PI and the clients in one MPI job, e.g. 'mpirun -n 1 "
+        log("error: <ffmpi> needs i-PI and the clients in one MPI job, e.g. 'mpirun "
+            "-disable-auto-cleanup -n 1 "
             "i-pi input.xml : -n 2 mlipdrive-ipi-driver --mpi -m metatomic -o ...', "
             f"i-PI on rank {server_rank} and a --group-size of at least 1")
         return EXIT_USAGE

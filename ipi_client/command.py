@@ -7,13 +7,15 @@
     mlipdrive ipi --model model.pt --structure init.xyz --address HOST --port PORT
     mlipdrive ipi --model model.pt --structure init.xyz --unix NAME --shm
     mpirun -np 4 mlipdrive ipi --model model.pt --structure init.xyz --unix NAME
-    mpirun -n 1 i-pi input.xml : -n 2 mlipdrive ipi --model model.pt --structure init.xyz --ffmpi
+    mpirun -disable-auto-cleanup -n 1 i-pi input.xml : \
+        -n 2 mlipdrive ipi --model model.pt --structure init.xyz --ffmpi
 
 Also ``mlipdrive-ipi-driver``, with the options of i-PI's own ``i-pi-py_driver``::
 
     mlipdrive-ipi-driver -u -a NAME -m metatomic -o template=init.xyz,model=model.pt
     mlipdrive-ipi-driver --shm -a NAME -m metatomic -o template=init.xyz,model=model.pt
-    mpirun -n 1 i-pi input.xml : -n 2 mlipdrive-ipi-driver --mpi -m metatomic -o ...
+    mpirun -disable-auto-cleanup -n 1 i-pi input.xml : \
+        -n 2 mlipdrive-ipi-driver --mpi -m metatomic -o ...
 
 Exit codes: 0 after i-PI's EXIT, 2 bad options or inputs, 3 no server, 4 the
 server went away, 5 a malformed message, 6 the model failed, 130 interrupted,
@@ -64,7 +66,7 @@ def add_parser(subparsers):
     where.add_argument(
         "--ffmpi", action="store_true",
         help="i-PI's <ffmpi>: no socket, i-PI and this client in one MPI job "
-        "('mpirun -n 1 i-pi input.xml : -n K mlipdrive ipi ... --ffmpi')",
+        "('mpirun -disable-auto-cleanup -n 1 i-pi input.xml : -n K mlipdrive ipi ... --ffmpi')",
     )
     parser.add_argument(
         "--address", default="localhost", help="INET host of i-PI (default: localhost)"
@@ -240,7 +242,8 @@ def ipi_driver_main(argv=None) -> int:
     parser.add_argument("-u", "--unix", action="store_true", help="use a UNIX socket")
     parser.add_argument("--mpi", dest="ffmpi", action="store_true",
                         help="i-PI's <ffmpi>: no socket; launch with i-PI in one MPI job, "
-                        "'mpirun -n 1 i-pi input.xml : -n K mlipdrive-ipi-driver --mpi ...'")
+                        "'mpirun -disable-auto-cleanup -n 1 i-pi input.xml : "
+                        "-n K mlipdrive-ipi-driver --mpi ...'")
     parser.add_argument("-a", "--address", default="localhost",
                         help="host name (INET) or socket name (UNIX)")
     parser.add_argument("-p", "--port", type=port_number, default=12345, help="INET port")

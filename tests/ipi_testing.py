@@ -377,8 +377,11 @@ def _ffmpi_client(kind: str, model: str, params: str, extra: Sequence[str]) -> L
 
 
 def ffmpi_command(client: Sequence[str], ranks: int, input_file="input.xml") -> List[str]:
-    """``mpirun -n 1 i-pi INPUT : -n RANKS CLIENT...``: i-PI and its <ffmpi> clients."""
-    return [executable("mpirun"), "-n", "1", *ipi_command(input_file), ":",
+    """``mpirun -disable-auto-cleanup -n 1 i-pi INPUT : -n RANKS CLIENT...``: i-PI
+    and its <ffmpi> clients, as examples/ipi/README.md shows them (i-PI 3.3.1 can
+    end without finishing MPI_Finalize; without the flag MPICH's mpirun then
+    SIGKILLs the clients and exits with 9 after a successful run)."""
+    return [executable("mpirun"), "-disable-auto-cleanup", "-n", "1", *ipi_command(input_file), ":",
             "-n", str(ranks), *client]
 
 

@@ -41,7 +41,7 @@ def test_halo_geometry_bounds_the_decomposition(ranks):
     assert counted < ghosts.halo_ghosts(GAS_ATOMS, lengths, ranks, SHELL)
 
 
-@pytest.mark.parametrize("ranks", [2, 4])
+@pytest.mark.parametrize("ranks", [2, pytest.param(4, marks=pytest.mark.matrix)])
 def test_lammps_geometry_matches_the_ghosts_the_model_sees(tmp_path, lj_model, ranks):
     script = "\n".join([
         "units metal",

@@ -8,9 +8,13 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+# matrix: 70 s (a scratch install and every engine); it matters when a GPU is lent
+@pytest.mark.matrix
 def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(

@@ -83,7 +83,9 @@ def test_driver_option_gives_the_references_run(parity_model, tmp_path, name):
     assert_same_run(runs[1], runs[0], extras)
 
 
-@pytest.mark.parametrize("name", MPI_OPTIONS)
+@pytest.mark.parametrize("name", [name if name == "non_conservative" else
+                                  pytest.param(name, marks=pytest.mark.matrix)
+                                  for name in MPI_OPTIONS])
 def test_driver_option_under_mpi_gives_the_references_run(parity_model, tmp_path, name):
     params, extras = OPTIONS[name]
     structure = argon(repeat=2)

@@ -103,9 +103,9 @@ def test_trajectory_equals_ipis_metatomic_driver(ensemble, transport, models,
 
 
 def family_cases():
-    """MACE: NVE over INET and NVT over UNIX; each other family one of the two
-    by default (PET: ``mlipdrive ipi``, SOAP-BPNN: ``-o ...,extensions=DIR``)."""
-    default = {("mace", "nve"), ("mace", "nvt"), ("pet", "nvt"), ("soap_bpnn", "nve")}
+    """By default NVT over UNIX for MACE and PET, NVE over INET for SOAP-BPNN
+    (PET: ``mlipdrive ipi``, SOAP-BPNN: ``-o ...,extensions=DIR``)."""
+    default = {("mace", "nvt"), ("pet", "nvt"), ("soap_bpnn", "nve")}
     for family in FAMILIES:
         for ensemble, transport in (("nve", "inet"), ("nvt", "unix")):
             marks = () if (family, ensemble) in default else (pytest.mark.matrix,)

@@ -47,7 +47,7 @@ def compare(tmp_path, plugin_lines, reference_lines, ranks, **script):
     return assert_thermo_close(plugin.thermo(), reference.thermo(), NVE_THERMO, SAME_MODEL), plugin
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 3])
+@pytest.mark.parametrize("ranks", [1, 2, pytest.param(3, marks=pytest.mark.matrix)])
 @pytest.mark.parametrize("structure", ["orthogonal", "triclinic"])
 def test_nve_1000_steps_matches_lj_cut(tmp_path, lj_model_unshifted, structure, ranks):
     errors, plugin = compare(

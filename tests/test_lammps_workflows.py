@@ -394,11 +394,14 @@ def swap_counts(output: str):
 
 SWAP_CASES = [(1, "periodic", family) for family in FAMILIES] + [(2, "auto", family) for family in FAMILIES]
 SWAP_CASES += [(1, "ghosts", "mace"), (2, "ghosts", "mace")]
+# by default: every family on 1 rank, MACE on 2 ranks (auto and ghosts layouts)
+DEFAULT_SWAP_CASES = [case for case in SWAP_CASES if case[0] == 1 and case[1] != "ghosts"]
+DEFAULT_SWAP_CASES += [case for case in SWAP_CASES if case[0] == 2 and case[2] == "mace"]
 
 
 @pytest.mark.parametrize(
     "ranks, layout, model_family",
-    [pytest.param(*case, marks=matrix_unless(case[0] == 1 or case[2] == "mace")) for case in SWAP_CASES],
+    [pytest.param(*case, marks=matrix_unless(case in DEFAULT_SWAP_CASES)) for case in SWAP_CASES],
     indirect=["model_family"],
 )
 def test_atom_swap_decides_on_the_model_energy(tmp_path, ranks, layout, model_family):

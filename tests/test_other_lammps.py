@@ -8,6 +8,12 @@ OpenMPI, used as a source tree. ``mlipdrive build-plugin`` builds the plugin for
 each, as a user would; then, in each, serial and on 2 ranks of its own mpirun:
 the exact LJ model equals LAMMPS's own lj/cut over an NVE run, and one frame of
 the shipped MACE equals the Python driver on the structure LAMMPS wrote.
+
+Marked ``matrix``: the two LAMMPS builds take ~9.5 minutes on 2 idle cores
+(AMD EPYC), a third of ``make test``. Run them whenever the plugin's use of the
+LAMMPS API changes::
+
+    .venv/bin/python -m pytest -m matrix tests/test_other_lammps.py
 """
 
 import dataclasses
@@ -31,6 +37,7 @@ from lammps_testing import (
 import mlipdrive
 from structures import SAME_MODEL
 
+pytestmark = pytest.mark.matrix
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Debian release -> (what build-plugin is given, MPI compiler wrapper, its mpirun)
 RELEASES = {

@@ -1,8 +1,8 @@
 """i-PI rows: a real ``i-pi`` server running NVE (ring polymer of ``row.beads``
 beads), and one client over one of i-PI 3.3's transports: a UNIX socket
 (``unix``), the socket with positions and forces in shared memory (``shm``), or
-MPI in one MPMD job with i-PI (``ffmpi``: ``mpirun -n 1 i-pi input.xml : -n 1
-CLIENT``).
+MPI in one MPMD job with i-PI (``ffmpi``: ``mpirun -disable-auto-cleanup -n 1 i-pi
+input.xml : -n 1 CLIENT``, the flag as examples/ipi/README.md explains).
 
 i-PI times its own steps: with ``verbosity='high'`` it prints "Average timings at
 MD step N. t/step: T" after every step, T being the wall time of that step as the
@@ -143,8 +143,9 @@ def _run_mpmd(row, workdir, command, env, total) -> TreeMemory:
 
     deadline = time.monotonic() + row.timeout_s
     job = start_process(
-        [executable("mpirun"), "-n", "1", executable("i-pi"), "input.xml", ":",
-         "-n", "1", *command], cwd=workdir, env=env, stdout_path=workdir / "server.txt",
+        [executable("mpirun"), "-disable-auto-cleanup", "-n", "1", executable("i-pi"),
+         "input.xml", ":", "-n", "1", *command],
+        cwd=workdir, env=env, stdout_path=workdir / "server.txt",
     )
     try:
         memory = TreeMemory(job.pid)
