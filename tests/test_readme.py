@@ -65,7 +65,8 @@ NOT_RUN_HERE = {
     "mlipdrive bench --render": "rewrites the committed report and plots; "
     "tests/test_bench.py::test_markdown_and_plots renders them",
     "benchmarks/gpu_check.sh download": "downloads wheels from PyPI; tests/test_gpu_check.py",
-    "benchmarks/gpu_check.sh run": "a GPU machine (or a ~3 min dry run); tests/test_gpu_check.py",
+    "benchmarks/gpu_check.sh run": "a GPU machine (or a ~3 min dry run); "
+    "tests/test_gpu_check.py (make test-matrix)",
     "MODEL=my-model.pt examples/ipi/run.sh": "a user's own model; tests/test_ipi_example.py",
     "examples/ipi/run.sh ": "200 steps of path-integral MD (minutes); the same script runs "
     "with STEPS=20 on the next line, in README.md and in tests/test_ipi_example.py",
