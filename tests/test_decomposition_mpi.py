@@ -11,34 +11,24 @@ not a plain pass-through.
 other rank counts are marked ``matrix`` (``pytest -m matrix``).
 """
 
-import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
+from mpi_testing import MPIRUN, SCRIPTS, run_check_script
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent / "mpi_scripts"))
+sys.path.insert(0, str(SCRIPTS))
 import decomposition_cases as cases  # noqa: E402
 
-SCRIPT = pathlib.Path(__file__).parent / "mpi_scripts" / "decomposition_check.py"
-MPIRUN = pathlib.Path(sys.executable).parent / "mpirun"
 FAMILIES = ["mace", "pet", "soap_bpnn"]
 
 
 def run_mpi(n_ranks, models, tmp_path):
-    """``models``: (kind, path, extensions directory or None)."""
-    if not MPIRUN.exists():
-        pytest.skip(f"no mpirun next to {sys.executable}; pip install mpich")
-    out = tmp_path / "report.json"
-    command = [str(MPIRUN), "-np", str(n_ranks), sys.executable, str(SCRIPT), str(out)]
-    for kind, path, extensions in models:
-        command.append(f"{kind}:{path}" + (f":{extensions}" if extensions else ""))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert process.returncode == 0, process.stdout + process.stderr
-    return json.loads(out.read_text())
+    """``models``: (kind, path, extensions directory or None); the reports of
+    decomposition_check.py."""
+    return run_check_script("decomposition_check.py", n_ranks, models,
+                            tmp_path / "report.json", timeout=300)
 
 
 def check_report(reports, n_ranks, family=None):
@@ -108,7 +98,7 @@ def test_rank0_leaving_without_close_ends_the_job(lj_model):
     workers and mpirun ends with rank 0's error instead of hanging."""
     if not MPIRUN.exists():
         pytest.skip(f"no mpirun next to {sys.executable}; pip install mpich")
-    script = SCRIPT.parent / "decomposition_abandon.py"
+    script = SCRIPTS / "decomposition_abandon.py"
     command = [str(MPIRUN), "-np", "2", sys.executable, str(script), str(lj_model)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)

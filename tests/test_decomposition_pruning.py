@@ -12,38 +12,22 @@ SAME_MODEL. ``make test`` runs 2 ranks (and LJ on 4); the other rank counts are
 marked ``matrix``.
 """
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
-
 import pytest
 from model_families import MODEL_FAMILIES
 from model_kinds import GAP
+from mpi_testing import run_check_script
 
 from structures import SAME_MODEL
 
-SCRIPT = pathlib.Path(__file__).parent / "mpi_scripts" / "pruning_check.py"
-MPIRUN = pathlib.Path(sys.executable).parent / "mpirun"
 LIMITS = {"energy/atom": SAME_MODEL, "forces": SAME_MODEL, "stress": SAME_MODEL,
           "energies": SAME_MODEL}
 
 
 def run_pruning(n_ranks, models, tmp_path) -> dict:
     """``models``: (kind, path, extensions directory or None); the reports of
-    pruning_check.py. ``python -m mpi4py`` aborts the job on an exception."""
-    if not MPIRUN.exists():
-        pytest.skip(f"no mpirun next to {sys.executable}; pip install mpich")
-    out = tmp_path / "pruning.json"
-    command = [str(MPIRUN), "-np", str(n_ranks), sys.executable, "-m", "mpi4py", str(SCRIPT),
-               str(out)]
-    for kind, path, extensions in models:
-        command.append(f"{kind}:{path}" + (f":{extensions}" if extensions else ""))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert process.returncode == 0, process.stdout + process.stderr
-    return json.loads(out.read_text())
+    pruning_check.py, whose job aborts on an exception."""
+    return run_check_script("pruning_check.py", n_ranks, models, tmp_path / "pruning.json",
+                            timeout=600, abort_on_exception=True)
 
 
 def check_exact(report, label):

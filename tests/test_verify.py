@@ -15,7 +15,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -33,13 +32,13 @@ from mlipdrive.cli import main, settings_from_arguments
 from mlipdrive.ipi import command as ipi_command
 from mlipdrive.halo import DomainList
 from mlipdrive.verify import VerifyError
+from mpi_testing import MPIRUN, SCRIPTS
 from structures import argon, copper_aluminium
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent / "mpi_scripts"))
+sys.path.insert(0, str(SCRIPTS))
 import decomposition_cases as cases  # noqa: E402
 
-FAULTS_SCRIPT = pathlib.Path(__file__).parent / "mpi_scripts" / "verify_faults.py"
-MPIRUN = pathlib.Path(sys.executable).parent / "mpirun"
+FAULTS_SCRIPT = SCRIPTS / "verify_faults.py"
 
 # small enough that the short runs below rebuild their lists several times
 SKIN = 0.1

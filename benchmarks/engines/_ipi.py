@@ -19,7 +19,7 @@ import os
 import pathlib
 import re
 import time
-from typing import List, Optional
+from typing import List
 
 from ..matrix import Row
 from ..measure import TreeMemory, drift, kill_group, start_process, tail
