@@ -336,32 +336,32 @@ class CppExpression:
         return CppExpression(f"({condition.text} ? {if_true.text} : {if_false.text})")
 
 
-def half_list_rule():
-    """``half_list_keep``: :func:`mlipdrive.neighbors.half_list_keep` in C++."""
-    names = [name for name in inspect.signature(half_list_keep).parameters if name != "where"]
-    rule = half_list_keep(*(CppExpression(name) for name in names), where=CppExpression.where)
-    arguments = ", ".join(f"int32_t {name}" for name in names)
+def inline_rule(rule, c_type: str, question: str, **fixed):
+    """An ``inline bool`` C++ function evaluating the Python rule ``rule`` of
+    ``mlipdrive.neighbors`` on symbols (:class:`CppExpression`), its parameters
+    of ``c_type`` but those ``fixed`` (given as they are)."""
+    names = [name for name in inspect.signature(rule).parameters if name not in fixed]
+    expression = rule(*(CppExpression(name) for name in names), **fixed)
+    arguments = ", ".join(f"{c_type} {name}" for name in names)
     return [
-        "/// mlipdrive.neighbors.half_list_keep: of (i, j, S) and (j, i, -S), keep this one?",
-        f"inline bool half_list_keep({arguments}) {{",
-        f"    return {rule.text};",
+        f"/// mlipdrive.neighbors.{rule.__name__}: {question}",
+        f"inline bool {rule.__name__}({arguments}) {{",
+        f"    return {expression.text};",
         "}",
         "",
     ]
+
+
+def half_list_rule():
+    """``half_list_keep``: :func:`mlipdrive.neighbors.half_list_keep` in C++."""
+    return inline_rule(half_list_keep, "int32_t", "of (i, j, S) and (j, i, -S), keep this one?",
+                       where=CppExpression.where)
 
 
 def ghost_pair_rule():
     """``prunes_ghost_pairs``: :func:`mlipdrive.neighbors.prunes_ghost_pairs` in C++."""
-    names = list(inspect.signature(prunes_ghost_pairs).parameters)
-    rule = prunes_ghost_pairs(*(CppExpression(name) for name in names))
-    arguments = ", ".join(f"double {name}" for name in names)
-    return [
-        "/// mlipdrive.neighbors.prunes_ghost_pairs: may the pairs between two ghosts be left out?",
-        f"inline bool prunes_ghost_pairs({arguments}) {{",
-        f"    return {rule.text};",
-        "}",
-        "",
-    ]
+    return inline_rule(prunes_ghost_pairs, "double",
+                       "may the pairs between two ghosts be left out?")
 
 
 def main():
