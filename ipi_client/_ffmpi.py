@@ -26,15 +26,47 @@ There is no connection to close gently: a client that stops before EXIT ends
 the whole job (``MPI_Abort``) rather than leave i-PI waiting for ever.
 """
 
+import sys
 import time
 from typing import Dict
 
 import numpy as np
 
-from ._client import Evaluator, Timings, log
+from ._client import EXIT_USAGE, Evaluator, Timings, log
 from ._protocol import MAX_BATCH, ProtocolError, check_natoms
 
 TAG_HELLO, TAG_INIT, TAG_WORK, TAG_RESULT, TAG_EXTRA, TAG_EXIT = 1, 2, 3, 4, 5, 6
+
+
+def end_ffmpi_job(code: int):
+    """End the whole MPMD job with ``MPI_Abort(code)`` when this process is one
+    of several MPI ranks (else nothing): i-PI cannot be told over MPI, and under
+    ``mpirun -disable-auto-cleanup`` (examples/ipi/README.md) a client that
+    merely exited would leave i-PI and the other ranks waiting for ever."""
+    from ._run import launched_with_mpi
+
+    if not launched_with_mpi():
+        return
+    log(f"stopping the whole MPI job (exit code {code}): i-PI would wait for ever "
+        "for this client's results")
+    from mpi4py import MPI
+
+    MPI.COMM_WORLD.Abort(code)
+
+
+def command_line_errors_end_ffmpi_job(parser, switch: str):
+    """A wrong command line given with ``switch`` (the <ffmpi> one) ends the
+    whole job (:func:`end_ffmpi_job`) once ``parser`` has said what is wrong."""
+    report = parser.error
+
+    def error(message):
+        try:
+            report(message)
+        finally:
+            if switch in sys.argv[1:]:
+                end_ffmpi_job(EXIT_USAGE)
+
+    parser.error = error
 
 
 def join_ipi_world(world, server_rank: int, group_size: int, name: str = "",

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import threading
+import traceback
 from typing import Optional
 
 import numpy as np
@@ -29,7 +30,7 @@ from ._client import (
     log,
     serve,
 )
-from ._ffmpi import MpiLink, join_ipi_world
+from ._ffmpi import MpiLink, end_ffmpi_job, join_ipi_world
 from ._protocol import ProtocolError
 
 # environment variables through which MPI launchers give the number of ranks
@@ -234,22 +235,44 @@ def _run_distributed(potential, comm, types, options) -> int:
 
 # ---------------------------------------------------------------------- <ffmpi>
 
-def run_ffmpi(model: str, structure: str, *, structure_format=None, settings="default",
-              device="cpu", extensions=None, active=None, group_size: int = 1,
-              server_rank: int = 0, name: str = "", colour: int = 0, pbc=None,
-              per_atom_energies=False, ensemble="", verbose=False, timings=False,
-              **socket_options) -> int:
+def run_ffmpi(model: str, structure: str, **options) -> int:
     """Serve i-PI's ``<ffmpi>`` from every client rank of an MPMD job (see
     ``_ffmpi.py``): each group of ``group_size`` ranks evaluates one structure
     at a time, its root talking to i-PI, the group split into spatial domains.
-    A failure ends the whole job (i-PI cannot be told over MPI). The
-    ``socket_options`` (address, timeouts) do not apply and are ignored.
+    ``options``: those of :func:`_serve_ffmpi`.
+
+    Any failure, a wrong option or a model that does not load included, ends
+    the whole job (:func:`~._ffmpi.end_ffmpi_job`).
     """
     from mpi4py import MPI
 
+    world = MPI.COMM_WORLD
+    try:
+        code = _serve_ffmpi(world, model, structure, **options)
+    except (ValueError, RuntimeError, OSError) as error:  # as ``mlipdrive`` reports them
+        log(f"error: {error}")
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except Terminated:
+        code = EXIT_TERMINATED
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    if code != EXIT_OK:
+        end_ffmpi_job(code)
+    return code
+
+
+def _serve_ffmpi(world, model: str, structure: str, *, structure_format=None,
+                 settings="default", device="cpu", extensions=None, active=None,
+                 group_size: int = 1, server_rank: int = 0, name: str = "", colour: int = 0,
+                 pbc=None, per_atom_energies=False, ensemble="", verbose=False,
+                 timings=False, **socket_options) -> int:
+    """:func:`run_ffmpi`'s work; an exit code. The ``socket_options`` (address,
+    timeouts) do not apply and are ignored."""
     from mlipdrive import load
 
-    world = MPI.COMM_WORLD
     if socket_options.get("shm"):
         log("error: --shm is a mode of <ffsocket>; <ffmpi> passes everything over MPI")
         return EXIT_USAGE
@@ -269,21 +292,11 @@ def run_ffmpi(model: str, structure: str, *, structure_format=None, settings="de
     if group.bcast(problem, root=0) is not None:
         if group.Get_rank() == 0:
             log(f"error: {problem}")
-        world.Abort(EXIT_USAGE)
+        return EXIT_USAGE
     evaluator_options = dict(pbc=pbc, per_atom_energies=per_atom_energies, ensemble=ensemble)
     with _sigterm_raises(group.Get_rank() == 0):
-        try:
-            code = _serve_ffmpi_group(potential, world, group, server_rank, types,
-                                      evaluator_options, verbose or timings)
-        except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
-        except Terminated:
-            code = EXIT_TERMINATED
-    if code != EXIT_OK:
-        log(f"stopping the whole MPI job (exit code {code}): i-PI would wait for ever "
-            "for this client's results")
-        world.Abort(code)
-    return code
+        return _serve_ffmpi_group(potential, world, group, server_rank, types,
+                                  evaluator_options, verbose or timings)
 
 
 def _serve_ffmpi_group(potential, world, group, server_rank, types, evaluator_options,

@@ -33,6 +33,9 @@ from mlipdrive.cli import (
     settings_from_arguments,
 )
 
+from ._client import EXIT_USAGE, log
+from ._ffmpi import command_line_errors_end_ffmpi_job, end_ffmpi_job
+
 _EPILOG = (
     "exit codes: 0 EXIT from i-PI, 2 bad options/inputs, 3 no server answered, "
     "4 server went away, 5 malformed message, 6 model failed, 130 interrupted, "
@@ -47,6 +50,7 @@ def add_parser(subparsers):
         "ipi", help="i-PI socket client (serial, or MPI-parallel under mpirun)",
         description=__doc__.split("\n\n")[0], epilog=_EPILOG,
     )
+    command_line_errors_end_ffmpi_job(parser, "--ffmpi")
     parser.add_argument("--model", required=True, help="exported metatomic model (.pt)")
     parser.add_argument(
         "--structure", required=True,
@@ -190,19 +194,25 @@ def parse_active(text):
 def run(args) -> int:
     from mlipdrive.ipi import run as run_client
 
-    return run_client(
-        args.model,
-        args.structure,
-        structure_format=args.structure_format,
-        settings=settings_from_arguments(args),
-        device=args.device,
-        extensions=args.extensions,
-        unix=args.unix,
-        address=args.address,
-        port=args.port,
-        sockets_prefix=args.sockets_prefix,
-        **client_options(args),
-    )
+    try:
+        return run_client(
+            args.model,
+            args.structure,
+            structure_format=args.structure_format,
+            settings=settings_from_arguments(args),
+            device=args.device,
+            extensions=args.extensions,
+            unix=args.unix,
+            address=args.address,
+            port=args.port,
+            sockets_prefix=args.sockets_prefix,
+            **client_options(args),
+        )
+    except (ValueError, RuntimeError, OSError) as error:
+        if args.ffmpi:
+            log(f"error: {error}")
+            end_ffmpi_job(EXIT_USAGE)
+        raise
 
 
 # ----------------------------------------- mlipdrive-ipi-driver (i-PI driver options)
@@ -257,12 +267,15 @@ def ipi_driver_main(argv=None) -> int:
                         "extensions=DIR,settings=turbo,dtype=float32,...]")
     add_client_arguments(parser, decompose_option="--decompose")
     add_transport_arguments(parser)
+    command_line_errors_end_ffmpi_job(parser, "--mpi")
     args = parser.parse_args(argv)
     try:
         return _ipi_driver_run(args, {s.name for s in SETTINGS} | {s.spelling for s in SETTINGS})
     except (ValueError, RuntimeError, OSError) as error:
         print(f"mlipdrive-ipi-driver: error: {error}", file=sys.stderr)
-        return 2
+        if args.ffmpi:
+            end_ffmpi_job(EXIT_USAGE)
+        return EXIT_USAGE
 
 
 def _ipi_driver_run(args, setting_names) -> int:

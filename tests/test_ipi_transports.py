@@ -173,23 +173,34 @@ def test_shm_client_on_a_unix_server_says_so(tmp_path, lj_model):
     assert "--shm" in log
 
 
-def test_ffmpi_failure_ends_the_job(tmp_path, lj_model):
-    """A client that cannot serve i-PI (wrong structure) stops the whole MPMD job."""
+# a client that cannot serve i-PI -> (its arguments after the ffmpi client's, the cause)
+FFMPI_FAILURES = {
+    "wrong structure": (["--structure", "other.xyz"], "i-PI sent positions of 32 atoms"),
+    "no model file": (["--model", "missing.pt"], "model file 'missing.pt' does not exist"),
+    "wrong option": (["--pbc", "xyz"], "for the periodicity, got 'xyz'"),
+    "command line": (["--group-size", "0"], "--group-size: expected an integer >= 1, got 0"),
+}
+
+
+@pytest.mark.parametrize("arguments, cause", FFMPI_FAILURES.values(), ids=list(FFMPI_FAILURES))
+def test_ffmpi_failure_ends_the_job(tmp_path, lj_model, arguments, cause):
+    """A client that cannot serve i-PI stops the whole MPMD job, also under
+    ``mpirun -disable-auto-cleanup`` where a client that only exited would leave
+    i-PI waiting (a hang fails ``wait``)."""
     import ase.io
 
     ase.io.write(tmp_path / "init.xyz", argon(repeat=2), format="extxyz")
     ase.io.write(tmp_path / "other.xyz", argon(repeat=1), format="extxyz")
     write_input(tmp_path, pimd(), transport="ffmpi")
-    client = [*client_command("mlipdrive", lj_model, transport="ffmpi"),
-              "--structure", "other.xyz"]
+    client = [*client_command("mlipdrive", lj_model, transport="ffmpi"), *arguments]
     with Processes(tmp_path) as processes:
-        job = processes.start(ffmpi_command(client, 1), "job")
+        job = processes.start(ffmpi_command(client, 2), "job")
         code = processes.wait(job, 120)
         log = processes.log(job)
     assert code != 0, log
     # the cause; the next line ("stopping the whole MPI job") may be lost when
     # MPI_Abort ends the job before mpirun forwarded it
-    assert "i-PI sent positions of 32 atoms" in log
+    assert cause in log, log
 
 
 def test_transport_usage_errors(tmp_path, lj_model, capsys):
