@@ -237,19 +237,27 @@ def _runs_model(process, engine: str) -> bool:
 def model_facts(model: dict) -> dict:
     """Interaction range, cutoff and the skins that set each engine's ghost shell."""
     import mlipdrive
+    from mlipdrive.neighbors import PAIR_SORT_MARGIN, prunes_ghost_pairs
     from mlipdrive.settings import InferenceSettings
 
     potential = mlipdrive.load(model["path"], settings={"threads": 1})
     skin = InferenceSettings.from_strings("default").skin
+    interaction_range = float(potential.interaction_range)
+    cutoff = float(max(potential.cutoffs, default=0.0))
+    within_reach = bool(prunes_ghost_pairs(interaction_range, cutoff))
     return {
         "label": model["label"],
         "path": model["path"],
-        "interaction_range": float(potential.interaction_range),
-        "cutoff": float(max(potential.cutoffs)),
-        # LAMMPS: its default neighbor skin in metal units (the harness's input);
-        # i-PI client: the settings' Verlet skin
-        "shell": {"lammps": float(potential.interaction_range) + LAMMPS_SKIN,
-                  "ipi": float(potential.interaction_range) + skin},
+        "interaction_range": interaction_range,
+        "cutoff": cutoff,
+        # LAMMPS: its default neighbor skin in metal units (the harness's input),
+        # or for a model whose range is its cutoff the plugin's reach (its
+        # ghosts out of every local atom's reach left out); i-PI client: the
+        # settings' Verlet skin
+        "shell": {"lammps": cutoff * (1.0 + PAIR_SORT_MARGIN) if within_reach
+                  else interaction_range + LAMMPS_SKIN,
+                  "ipi": interaction_range + skin},
+        "lammps_within_reach": within_reach,
     }
 
 

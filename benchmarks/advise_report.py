@@ -108,6 +108,14 @@ def pair_coeff_line(record: dict) -> str:
 # ---------------------------------------------------------------------- ranks
 
 
+def _lammps_shell_words(model: dict) -> str:
+    from mlipdrive.neighbors import PAIR_SORT_MARGIN
+
+    if model.get("lammps_within_reach"):
+        return f"within the cutoff × {1.0 + PAIR_SORT_MARGIN:g} of a local atom: range = cutoff"
+    return "range + neighbor skin"
+
+
 def rank_costs(record: dict, engine: str, settings: str, ranks: int) -> Optional[RankCosts]:
     """The measured costs behind :func:`crossover` (None without the rows)."""
     rows = options(record["rows"], engine, settings)
@@ -124,6 +132,7 @@ def rank_costs(record: dict, engine: str, settings: str, ranks: int) -> Optional
         shell=record["model"]["shell"][engine], ranks=ranks, one_rank_ms=one["ms_per_step"],
         serial_ms=serial, ranks_ms=many["ms_per_step"],
         best_ms=min(r["ms_per_step"] for r in one_rank),
+        within_reach=engine == "lammps" and bool(record["model"].get("lammps_within_reach")),
     )
     counted = many.get("ghosts_per_rank")
     if counted:
@@ -228,7 +237,7 @@ def markdown(record: dict) -> str:
         f"average {record['machine'].get('load_average')} -> "
         f"{record['machine'].get('load_average_end')}  ",
         f"Model: interaction range {model['interaction_range']:g} Å, cutoff {model['cutoff']:g} Å; "
-        f"ghost shell LAMMPS {model['shell']['lammps']:g} Å (range + neighbor skin), i-PI client "
+        f"ghost shell LAMMPS {model['shell']['lammps']:g} Å ({_lammps_shell_words(model)}), i-PI client "
         f"{model['shell']['ipi']:g} Å (range + the skin setting)  ",
         f"Timestep for ns/day: {plan['timestep_fs']:g} fs. Each figure: median of "
         f"{plan['repeats']} repeats of ~{plan['budget_s']:g} s, after {plan['warmup']} warm-up steps.",

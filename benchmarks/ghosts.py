@@ -11,7 +11,9 @@ domain. How many, is geometry (a box of edge lengths ``lengths`` holding
   domains' surface, ghosts within ``shell`` of the domain along the axes it cuts
   (box corners included): ``pair_style mlipdrive`` folds the images along the
   periodic axes the grid does not cut onto their atoms (its mixed layout; one
-  rank: the periodic layout, without ghosts).
+  rank: the periodic layout, without ghosts). For a model whose range is its
+  cutoff the plugin keeps only the ghosts within cutoff × (1 +
+  ``PAIR_SORT_MARGIN``) of a local atom: Steiner's shape, as for the halo.
 - our i-PI client under MPI (:func:`halo_ghosts`, :mod:`mlipdrive.halo`):
   :func:`mlipdrive.halo.choose_grid`'s grid, ghosts only along cut axes and
   only within ``shell`` of the domain (Steiner's formula for a box). The halo
@@ -57,14 +59,20 @@ def _factorisations(n: int):
                 yield (a, b, n // (a * b))
 
 
-def lammps_ghosts(atoms: float, lengths: Sequence[float], ranks: int, shell: float) -> float:
+def lammps_ghosts(atoms: float, lengths: Sequence[float], ranks: int, shell: float,
+                  within_reach: bool = False) -> float:
     """Ghost atoms per rank that ``pair_style mlipdrive`` evaluates in a
     periodic box: those across the axes the processor grid cuts (0 on one rank:
-    the periodic layout folds every ghost onto its owner)."""
+    the periodic layout folds every ghost onto its owner); ``within_reach``: only
+    those within ``shell`` of the domain (a model whose range is its cutoff,
+    whose ghosts out of every local atom's reach the plugin leaves out), else
+    LAMMPS's whole box-shaped shell."""
     if ranks <= 1:
         return 0.0
     lengths = np.asarray(lengths, dtype=float)
     grid = np.array(lammps_grid(ranks, lengths))
+    if within_reach:
+        return _steiner_ghosts(atoms, lengths, grid, shell)
     sub = lengths / grid
     density = atoms / float(np.prod(lengths))
     grown = sub + np.where(grid > 1, 2.0 * shell, 0.0)
@@ -79,7 +87,11 @@ def halo_ghosts(atoms: float, lengths: Sequence[float], ranks: int, shell: float
     if ranks <= 1:
         return 0.0
     lengths = np.asarray(lengths, dtype=float)
-    grid = np.array(choose_grid(ranks, lengths, shell))
+    return _steiner_ghosts(atoms, lengths, np.array(choose_grid(ranks, lengths, shell)), shell)
+
+
+def _steiner_ghosts(atoms: float, lengths: np.ndarray, grid: np.ndarray, shell: float) -> float:
+    """Atoms within ``shell`` of one domain of ``grid``, outside it, along the cut axes."""
     sub = lengths / grid
     cut = [axis for axis in range(3) if grid[axis] > 1]
     # Steiner: the points within `shell` of a box, growing only along the cut
@@ -93,9 +105,6 @@ def halo_ghosts(atoms: float, lengths: Sequence[float], ranks: int, shell: float
             volume += ball[size] * float(np.prod(rest))
     density = atoms / float(np.prod(lengths))
     return density * (volume - float(np.prod(sub)))
-
-
-GHOSTS = {"lammps": lammps_ghosts, "ipi": halo_ghosts}
 
 
 def scaled_lengths(lengths: Sequence[float], atoms0: float, atoms: float) -> np.ndarray:
@@ -125,7 +134,7 @@ class RankCosts:
     engine: str
     atoms: int
     lengths: Tuple[float, float, float]
-    shell: float  # Å: ghost shell thickness (interaction range + skin)
+    shell: float  # Å: ghost shell thickness (see advise.model_facts)
     ranks: int
     one_rank_ms: float
     serial_ms: float
@@ -135,10 +144,17 @@ class RankCosts:
     #: a crystal's lattice planes make the shell hold a few % more or less
     ghost_scale: float = 1.0
     extra: str = EXTRA_PER_GHOST
+    #: LAMMPS: the model's ghosts are only those within ``shell`` of a local
+    #: atom (:func:`lammps_ghosts`)
+    within_reach: bool = False
 
     def ghosts(self, atoms: float) -> float:
         lengths = scaled_lengths(self.lengths, self.atoms, atoms)
-        return self.ghost_scale * GHOSTS[self.engine](atoms, lengths, self.ranks, self.shell)
+        if self.engine == "ipi":
+            counted = halo_ghosts(atoms, lengths, self.ranks, self.shell)
+        else:
+            counted = lammps_ghosts(atoms, lengths, self.ranks, self.shell, self.within_reach)
+        return self.ghost_scale * counted
 
     @property
     def local_ms(self) -> float:

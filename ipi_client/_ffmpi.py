@@ -37,6 +37,11 @@ from ._protocol import MAX_BATCH, ProtocolError, check_natoms
 
 TAG_HELLO, TAG_INIT, TAG_WORK, TAG_RESULT, TAG_EXTRA, TAG_EXIT = 1, 2, 3, 4, 5, 6
 
+# mpirun relays a rank's stderr through a pipe of its own, which MPI_Abort can
+# end before it was read (on a loaded machine the cause of the failure was
+# lost once in a full `make test`): the rank waits this long after its last words
+OUTPUT_RELAY_GRACE_S = 1.0
+
 
 def end_ffmpi_job(code: int):
     """End the whole MPMD job with ``MPI_Abort(code)`` when this process is one
@@ -49,6 +54,8 @@ def end_ffmpi_job(code: int):
         return
     log(f"stopping the whole MPI job (exit code {code}): i-PI would wait for ever "
         "for this client's results")
+    sys.stdout.flush()
+    time.sleep(OUTPUT_RELAY_GRACE_S)
     from mpi4py import MPI
 
     MPI.COMM_WORLD.Abort(code)

@@ -63,10 +63,6 @@ void RowBuffer::grow(int64_t capacity) {
 /// list has this many padding pairs at its end)
 static constexpr int64_t PREFETCH = 16;
 
-/// settled/dropped margin, as a fraction of the largest cutoff: wider means more
-/// near pairs to test per step, narrower means more frequent sorts
-static constexpr double MARGIN = 0.05;
-
 bool keep_large_allocations() {
     // glibc's own variable, if set, is the user's choice (and the way back:
     // MALLOC_MMAP_THRESHOLD_=131072 is glibc's default)
@@ -106,7 +102,8 @@ std::string Layout::description() const {
     if (!keeps_ghosts) {
         return "local atoms + cell, ghosts folded onto their owners";
     }
-    const std::string pruned = prunes_ghost_pairs ? ", no pair between two ghosts (range = cutoff)" : "";
+    const std::string pruned =
+        prunes_ghost_pairs ? ", no pair between two ghosts and no ghost out of a local atom's reach (range = cutoff)" : "";
     if (!any_folded()) {
         return "local + ghost atoms within the interaction range + skin, no periodicity" + pruned;
     }
@@ -146,7 +143,9 @@ SystemAdaptor::SystemAdaptor(
         pairs_.emplace_back(dtype_);
         max_cutoff = std::max(max_cutoff, request.cutoff);
     }
-    margin_ = MARGIN * max_cutoff;
+    // wider means more near pairs to test per step, narrower more frequent sorts
+    margin_ = PAIR_SORT_MARGIN * max_cutoff;
+    max_cutoff_ = max_cutoff;
 }
 
 /// fractional components of a vector d through the inverse of LAMMPS's shape
@@ -293,7 +292,7 @@ void SystemAdaptor::select_atoms(const std::vector<int32_t>& atomic_numbers) {
     for (int i = 0; i < nall; i++) {
         // pair_coeff NULL leaves types to other styles under hybrid
         const int32_t z = atomic_numbers[type[i]];
-        if (representative_[i] == i && z >= 0) {
+        if (representative_[i] == i && z >= 0 && in_reach_[i]) {
             system_index_[i] = static_cast<int>(lammps_index.size());
             lammps_index.push_back(i);
             species_.push_back(z);
@@ -316,7 +315,7 @@ bool SystemAdaptor::refresh_species(const std::vector<int32_t>& atomic_numbers) 
         }
         const int32_t z = atomic_numbers[type[i]];
         const int s = system_index_[i];
-        if ((z >= 0) != (s >= 0)) {
+        if ((z >= 0 && in_reach_[i]) != (s >= 0)) {
             return false;
         }
         if (s >= 0 && species_[s] != z) {
@@ -386,12 +385,14 @@ void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector
     }
     if (list_rebuilt || !refresh_species(atomic_numbers)) {
         find_representatives();
+        // every ghost a candidate until the candidates are sorted
+        in_reach_.assign(lmp_->atom->nlocal + lmp_->atom->nghost, 1);
         select_atoms(atomic_numbers);
         index_pair_atoms();
         collect_candidates(list);
-        sort_candidates();
+        sort_candidates(atomic_numbers);
     } else if (moved_too_far()) {
-        sort_candidates();
+        sort_candidates(atomic_numbers);
     }
     build_positions_and_cell(need_cell_gradient);
     for (size_t k = 0; k < requests_.size(); k++) {
@@ -400,12 +401,41 @@ void SystemAdaptor::update(NeighList* list, bool list_rebuilt, const std::vector
     build_selected_atoms();
 }
 
-void SystemAdaptor::sort_candidates() {
+void SystemAdaptor::sort_candidates(const std::vector<int32_t>& atomic_numbers) {
     const double* x = lmp_->atom->x[0];
     const int64_t n_values = 3 * static_cast<int64_t>(lmp_->atom->nlocal + lmp_->atom->nghost);
     sorted_at_.assign(x, x + n_values);
+    if (layout_.prunes_ghost_pairs) {
+        // the System's ghosts follow the sort (the samples written below use
+        // their new indices)
+        mark_ghosts_in_reach();
+        select_atoms(atomic_numbers);
+        index_pair_atoms();
+    }
     for (size_t k = 0; k < requests_.size(); k++) {
         sort_request(k);
+    }
+}
+
+void SystemAdaptor::mark_ghosts_in_reach() {
+    const int nlocal = lmp_->atom->nlocal;
+    std::fill(in_reach_.begin(), in_reach_.end(), 0);
+    std::fill(in_reach_.begin(), in_reach_.begin() + nlocal, 1);
+    // sort_request's dropped distance for the largest cutoff, from the same
+    // coordinates and arithmetic: a pair it does not drop has its atoms in reach
+    const double reach = max_cutoff_ + margin_ + 1e-9 * max_cutoff_;
+    const double reach2 = reach * reach;
+    const double* x = sorted_at_.data();
+    for (size_t row = 0; row < candidate_first_.size(); row++) {
+        const double* xa = x + 3 * static_cast<int64_t>(candidate_first_[row]);
+        for (int64_t c = candidate_start_[row]; c < candidate_start_[row + 1]; c++) {
+            const int b = candidate_second_[c];
+            const double* xb = x + 3 * static_cast<int64_t>(b);
+            const double d[3] = {xb[0] - xa[0], xb[1] - xa[1], xb[2] - xa[2]};
+            if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < reach2) {
+                in_reach_[representative_[b]] = 1;
+            }
+        }
     }
 }
 

@@ -70,9 +70,17 @@
  * not even build the ghosts' lists): every pair with a local atom is in its
  * list, in the mixed layout too (the image of a ghost representative within
  * the list cutoff of a local atom is a LAMMPS ghost, as the ghost shell is
- * that thick). Ghost atoms stay in the System (their pairs with local atoms
- * need them); a ghost in no pair with a local atom is kept as well: the shell
- * is only list cutoff thick, so nearly every ghost has a local atom within it.
+ * that thick). The ghosts in no pair with a local atom go too: by the same
+ * contract no local energy depends on an atom farther than the cutoff from
+ * every local atom. The ghost shell is cutoff + skin thick, so without this a
+ * rank's System would hold a layer (skin thick) of ghosts in no pair: for
+ * SOAP-BPNN on 2 ranks (4.5 A cutoff, 2 A skin) 12 % of its atoms, whose
+ * features and network it would evaluate for nothing. Which ghosts go follows
+ * the pair sort (below): at each sort a ghost is a System atom only when it is
+ * within the largest cutoff + margin of a local atom (in a settled or near
+ * pair); no other ghost can come within the cutoff of a local atom before the
+ * next sort (no atom has moved margin / 2), so the System is renumbered at the
+ * sorts only, and the settled pairs' samples are written after it.
  * A model with a longer range (MACE, PET) gets every pair, as before; the
  * "System on rank 0" line counts the pairs between two ghosts it received.
  *
@@ -286,8 +294,13 @@ private:
     void index_pair_atoms();
     /// candidate pairs from LAMMPS's list, within the largest cutoff + skin
     void collect_candidates(LAMMPS_NS::NeighList* list);
-    /// settled, near or dropped: each request's candidates at the current positions
-    void sort_candidates();
+    /// settled, near or dropped: each request's candidates at the current
+    /// positions (pruned: the System's ghosts first, see mark_ghosts_in_reach)
+    void sort_candidates(const std::vector<int32_t>& atomic_numbers);
+    /// pruned layouts: in_reach_ for the ghosts within the largest cutoff +
+    /// margin of a local atom at the sort's positions (the others are in no
+    /// pair until the next sort)
+    void mark_ghosts_in_reach();
     void sort_request(size_t request_index);
     /// whether some atom moved more than margin / 2 since the last sort
     bool moved_too_far() const;
@@ -327,6 +340,11 @@ private:
     std::vector<int> candidate_second_;
     /// LAMMPS coordinates (local and ghost) at the last sort
     std::vector<double> sorted_at_;
+    /// whether each LAMMPS atom may be a System atom: 1 but for the ghosts a
+    /// pruned layout leaves out (mark_ghosts_in_reach)
+    std::vector<char> in_reach_;
+    /// the requests' largest cutoff (LAMMPS length units)
+    double max_cutoff_ = 0.0;
     /// how far (LAMMPS length units) from its cutoff a pair is settled or dropped
     double margin_ = 0.0;
     /// kept between steps: System positions, and each request's pairs

@@ -70,20 +70,45 @@ bool image_translation(LAMMPS* lmp, const Layout& layout, int from, int to, doub
     return true;
 }
 
-/// Pair each fresh atom with the kept atom standing for the same LAMMPS atom.
+/// Which System atoms the model may read a local energy from: the local atoms
+/// and the atoms of some pair. A pruned layout's ghosts in no pair are left out
+/// at its own sorts, so two Systems sorted at different steps may hold
+/// different such ghosts: by the range contract no local energy depends on them.
+std::vector<bool> atoms_in_pairs(const SystemAdaptor& adaptor) {
+    std::vector<bool> seen(adaptor.lammps_index.size(), false);
+    std::fill_n(seen.begin(), adaptor.n_local, true);
+    for (size_t k = 0; k < adaptor.requests().size(); k++) {
+        auto samples = host(adaptor.samples(k), torch::kInt32);
+        const int32_t* s = samples.data_ptr<int32_t>();
+        for (int64_t p = 0; p < samples.size(0); p++) {
+            seen[s[5 * p]] = true;
+            seen[s[5 * p + 1]] = true;
+        }
+    }
+    return seen;
+}
+
+/// Pair each fresh atom with the kept atom standing for the same LAMMPS atom
+/// (pruned layouts: each fresh atom in a pair or local; compare_pairs then
+/// finds a kept pair whose atom the fresh System lacks).
 std::string match_atoms(const SystemAdaptor& kept, const SystemAdaptor& fresh, LAMMPS* lmp, double tolerance,
                         Matching& matching) {
     const auto n_atoms = fresh.lammps_index.size();
-    if (kept.lammps_index.size() != n_atoms || kept.n_local != fresh.n_local) {
+    const bool pruned = kept.layout().prunes_ghost_pairs;
+    if ((!pruned && kept.lammps_index.size() != n_atoms) || kept.n_local != fresh.n_local) {
         return fmt::format("the kept System has {} atoms ({} local), one built from scratch {} ({} local)",
                            kept.lammps_index.size(), kept.n_local, n_atoms, fresh.n_local);
     }
+    const auto compared = atoms_in_pairs(fresh);
     auto kept_types = host(kept.system->types(), torch::kInt32);
     auto fresh_types = host(fresh.system->types(), torch::kInt32);
-    std::vector<bool> taken(n_atoms, false);
+    std::vector<bool> taken(kept.lammps_index.size(), false);
     matching.kept.assign(n_atoms, -1);
     matching.translation.assign(n_atoms, Shift{0, 0, 0});
     for (size_t f = 0; f < n_atoms; f++) {
+        if (pruned && !compared[f]) {
+            continue;
+        }
         const int atom = fresh.lammps_index[f];
         const int32_t c = kept.system_atom_of(atom);
         if (c < 0 || taken[c]) {

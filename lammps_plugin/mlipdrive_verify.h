@@ -16,7 +16,10 @@
  * vectors along the folded axes: same atom ID, type, local or ghost, position
  * + T; each pair (i, j, S) of the fresh System is compared as (i', j', S + T_i
  * - T_j) in the kept one (half lists in one orientation), its vector to the
- * rounding of the model's dtype.
+ * rounding of the model's dtype. Where ghosts out of every local atom's reach
+ * are left out (pruned layouts), each System holds those within reach at its
+ * own last sort of the pairs: only the local atoms and the atoms of a pair are
+ * compared, which with the pairs is everything a local energy depends on.
  */
 #pragma once
 

@@ -7,17 +7,20 @@ import re
 
 import numpy as np
 import pytest
-from lammps_testing import run_lmp
+from lammps_testing import export_lj_variant, run_lmp
 
-from mlipdrive.bench import advise_report, ghosts
+from mlipdrive.bench import advise, advise_report, ghosts
 from mlipdrive.cli import main
 from mlipdrive.halo import Decomposition
+from mlipdrive.neighbors import PAIR_SORT_MARGIN
 
 # an ideal gas (uniform random atoms) fills a shell exactly as its volume says;
 # a crystal's lattice planes make it a few % more or less
 GAS_ATOMS = 4000
 GAS_EDGE = 50.0  # Å
-SHELL = 10.5  # Å: LJ's 8.5 + LAMMPS's 2.0 skin
+LJ_CUTOFF = 8.5  # Å
+SKIN = 2.0  # Å: LAMMPS's default in metal units
+SHELL = LJ_CUTOFF + SKIN
 GEOMETRY_RTOL = 0.05  # ~5000 ghosts per domain: Poisson noise ~1.5 %
 
 
@@ -41,25 +44,48 @@ def test_halo_geometry_bounds_the_decomposition(ranks):
     assert counted < ghosts.halo_ghosts(GAS_ATOMS, lengths, ranks, SHELL)
 
 
-@pytest.mark.parametrize("ranks", [2, pytest.param(4, marks=pytest.mark.matrix)])
-def test_lammps_geometry_matches_the_ghosts_the_model_sees(tmp_path, lj_model, ranks):
+def lammps_ghost_count(tmp_path, model, ranks):
+    """The ghosts the model sees on rank 0 of a gas run (mixed layout: across
+    the cut axes only), after checking LAMMPS's processor grid."""
     script = "\n".join([
         "units metal",
         f"region box block 0 {GAS_EDGE} 0 {GAS_EDGE} 0 {GAS_EDGE}",
         "create_box 1 box",
         f"create_atoms 1 random {GAS_ATOMS} 4928459 NULL overlap 1.0",
         "mass 1 39.948",
-        f"pair_style mlipdrive {lj_model}",
+        f"pair_style mlipdrive {model}",
         "pair_coeff * * Ar",
         "run 0",
     ])
     output = run_lmp(tmp_path, script, ranks=ranks).output
-    # the ghosts the model sees (mixed layout: across the cut axes only)
-    counted = float(re.search(r"System on rank 0: \d+ local \+ (\d+) ghost", output).group(1))
     grid = re.search(r"(\d+) by (\d+) by (\d+) MPI processor grid", output).groups()
     assert sorted(map(int, grid)) == sorted(ghosts.lammps_grid(ranks, [GAS_EDGE] * 3))
-    predicted = ghosts.lammps_ghosts(GAS_ATOMS, [GAS_EDGE] * 3, ranks, SHELL)
+    return float(re.search(r"System on rank 0: \d+ local \+ (\d+) ghost", output).group(1))
+
+
+@pytest.mark.parametrize("ranks", [2, pytest.param(4, marks=pytest.mark.matrix)])
+def test_lammps_geometry_matches_the_ghosts_the_model_sees(tmp_path, ranks):
+    """A message-passing model (range 9 Å > cutoff) sees LAMMPS's whole
+    box-shaped shell, range + skin thick."""
+    model = export_lj_variant(tmp_path / "lj-range-9.pt", interaction_range=9.0)
+    counted = lammps_ghost_count(tmp_path, model, ranks)
+    predicted = ghosts.lammps_ghosts(GAS_ATOMS, [GAS_EDGE] * 3, ranks, 9.0 + SKIN)
     assert predicted == pytest.approx(counted, rel=GEOMETRY_RTOL)
+
+
+@pytest.mark.parametrize("ranks", [2, pytest.param(4, marks=pytest.mark.matrix)])
+def test_lammps_ghosts_within_reach_of_a_short_range_model(tmp_path, lj_model, ranks):
+    """A model whose range is its cutoff sees only the ghosts within the
+    plugin's reach (cutoff x (1 + PAIR_SORT_MARGIN)) of a local atom: bounded
+    like the halo's, and advise's model facts give that reach as the shell."""
+    counted = lammps_ghost_count(tmp_path, lj_model, ranks)
+    spacing = (GAS_EDGE**3 / GAS_ATOMS) ** (1 / 3)
+    reach = LJ_CUTOFF * (1.0 + PAIR_SORT_MARGIN)
+    lengths = [GAS_EDGE] * 3
+    assert ghosts.lammps_ghosts(GAS_ATOMS, lengths, ranks, reach - spacing / 2, within_reach=True) < counted
+    assert counted < ghosts.lammps_ghosts(GAS_ATOMS, lengths, ranks, reach, within_reach=True)
+    facts = advise.model_facts({"label": "lj", "path": str(lj_model)})
+    assert facts["lammps_within_reach"] and facts["shell"]["lammps"] == pytest.approx(reach)
 
 
 def costs(**overrides):

@@ -198,9 +198,10 @@ def test_ffmpi_failure_ends_the_job(tmp_path, lj_model, arguments, cause):
         code = processes.wait(job, 120)
         log = processes.log(job)
     assert code != 0, log
-    # the cause; the next line ("stopping the whole MPI job") may be lost when
-    # MPI_Abort ends the job before mpirun forwarded it
+    # the cause and what follows, both relayed by mpirun before MPI_Abort
+    # (OUTPUT_RELAY_GRACE_S)
     assert cause in log, log
+    assert "stopping the whole MPI job" in log, log
 
 
 def test_transport_usage_errors(tmp_path, lj_model, capsys):

@@ -47,8 +47,12 @@ two ghosts changes no local energy and no force: :class:`DomainEvaluator` leaves
 them out (``DomainEvaluator.pruned``), and the model no longer does the ghosts'
 work. The ghosts' own energies, computed from their partial environments, are
 not selected and not summed. Ghosts that are in no pair with a local atom could
-go too, but there are none: the halo holds only images within the range (=
-cutoff) of a local atom, and the pairs reach the cutoff (+ skin, as the halo).
+go too: the halo holds only images within range + skin (= cutoff + skin) of a
+local atom at its last rebuild, so the ghosts without a pair at a step are
+those in the skin-thick outer layer. They stay here (the pairs are filtered to
+the cutoff at each step, the domain's atoms only at a rebuild); the LAMMPS
+plugin, whose shell is LAMMPS's, leaves them out at each sort of its pairs,
+for a few % of the model's time (benchmarks/results/ranks_short_range).
 A message-passing model (range > cutoff: MACE, PET) carries information along
 chains of pairs, ghost-ghost pairs included, and keeps every pair. A model that
 asks for no neighbour list (GAP: featomic searches its neighbours itself) has no

@@ -76,6 +76,16 @@ def half_list_keep(first, second, shift_a, shift_b, shift_c, where=torch.where):
     return (first < second) | ((first == second) & (first_nonzero > 0))
 
 
+#: The LAMMPS plugin's sorting margin, as a fraction of a model's largest
+#: cutoff: at each sort of its candidate pairs, those shorter than cutoff -
+#: margin are settled, those longer than cutoff + margin dropped until some atom
+#: has moved margin / 2; a model that :func:`prunes_ghost_pairs` gets, as ghost
+#: atoms, only those within cutoff + margin of a local atom at the last sort
+#: (so ``mlipdrive advise`` reads its ghost shell from here; generated into
+#: ``mlipdrive_python_rules.h``)
+PAIR_SORT_MARGIN = 0.05
+
+
 def prunes_ghost_pairs(interaction_range, max_cutoff):
     """The rule: a model passes no messages, and its domains may leave out the
     pairs between two ghosts, when its declared interaction range is not beyond
