@@ -35,6 +35,11 @@ NOT_RUN_HERE = {
     "make test-matrix": "the wide sweep that make test leaves out",
     "benchmarks/results/ranks_short_range/soap_bpnn/run.sh": "a measurement of minutes that "
     "rewrites the committed logs; tests/test_lammps_parity.py runs SOAP-BPNN pruned on 2 and 4 ranks",
+    "benchmarks/results/ranks_short_range/soap_bpnn/ab.sh": "a before/after measurement "
+    "against a second build of the plugin (the parent commit's), writing committed logs; "
+    "tests/test_lammps_parity.py runs SOAP-BPNN pruned on 2 and 4 ranks",
+    "benchmarks/results/ranks_short_range/side_by_side/run.sh": "a measurement of a minute "
+    "that rewrites the committed logs; tests/test_lammps_lj.py runs the pruned LJ on 2-4 ranks",
     "OMP_NUM_THREADS=1 .venv/bin/python models/time_step.py": "a timing of one model step (up "
     "to 2 minutes each); tests/test_model_families.py evaluates every family",
     "python3 -m venv .venv": "the install block: tests/test_pip_install.py runs it in a copy",
