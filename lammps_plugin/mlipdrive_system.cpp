@@ -423,7 +423,7 @@ void SystemAdaptor::mark_ghosts_in_reach() {
     std::fill(in_reach_.begin(), in_reach_.begin() + nlocal, 1);
     // sort_request's dropped distance for the largest cutoff, from the same
     // coordinates and arithmetic: a pair it does not drop has its atoms in reach
-    const double reach = max_cutoff_ + margin_ + 1e-9 * max_cutoff_;
+    const double reach = dropped_beyond(max_cutoff_);
     const double reach2 = reach * reach;
     const double* x = sorted_at_.data();
     for (size_t row = 0; row < candidate_first_.size(); row++) {
@@ -457,11 +457,10 @@ void SystemAdaptor::sort_request(size_t request_index) {
     const bool full = requests_[request_index].options->full_list();
     const int64_t per_pair = full ? 2 : 1;
     const double cutoff = requests_[request_index].cutoff;
-    // a little inside the margin, for the rounding of the distances
-    const double slack = 1e-9 * cutoff;
-    const double settled = std::max(cutoff - margin_ - slack, 0.0);
+    const double settled = std::max(cutoff - margin_ - sort_slack(cutoff), 0.0);
     const double settled2 = settled * settled;
-    const double dropped2 = (cutoff + margin_ + slack) * (cutoff + margin_ + slack);
+    const double dropped = dropped_beyond(cutoff);
+    const double dropped2 = dropped * dropped;
     const double* x = sorted_at_.data();
     pairs.samples.start(pairs.settled);
     pairs.atoms.start(pairs.settled);

@@ -302,6 +302,11 @@ private:
     /// pair until the next sort)
     void mark_ghosts_in_reach();
     void sort_request(size_t request_index);
+    /// a little inside the margin, for the rounding of the distances
+    static double sort_slack(double cutoff) { return 1e-9 * cutoff; }
+    /// the length beyond which a pair of this cutoff is dropped at a sort
+    /// (sort_request; mark_ghosts_in_reach with the largest cutoff)
+    double dropped_beyond(double cutoff) const { return cutoff + margin_ + sort_slack(cutoff); }
     /// whether some atom moved more than margin / 2 since the last sort
     bool moved_too_far() const;
     void build_positions_and_cell(bool need_cell_gradient);
