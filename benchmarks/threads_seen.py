@@ -32,6 +32,8 @@ class SeenProcess:
     pid: int
     command: List[str]
     cwd: str
+    #: the parent's pid (0 when unknown)
+    ppid: int = 0
     #: CPU seconds (user + system) of each thread, by thread id
     thread_cpu_s: Dict[int, float] = dataclasses.field(default_factory=dict)
 
@@ -95,9 +97,16 @@ class ThreadWatch:
             self.processes[pid] = seen
 
     def under(self, folder: str) -> List[SeenProcess]:
-        """The processes that ran in ``folder`` (their working directory)."""
+        """The processes that ran in ``folder`` (their working directory), less
+        the forks of one of them seen before they ran a program of their own
+        (a child between fork and exec still shows its parent's command line)."""
         folder = os.path.realpath(folder)
-        return [p for p in self.processes.values() if p.cwd == folder]
+        return [p for p in self.processes.values()
+                if p.cwd == folder and not self._is_fork(p)]
+
+    def _is_fork(self, process: SeenProcess) -> bool:
+        parent = self.processes.get(process.ppid)
+        return parent is not None and parent.command == process.command
 
 
 def _describe(pid: int) -> Optional[SeenProcess]:
@@ -105,11 +114,15 @@ def _describe(pid: int) -> Optional[SeenProcess]:
         with open(f"/proc/{pid}/cmdline", "rb") as file:
             command = [part.decode(errors="replace") for part in file.read().split(b"\0") if part]
         cwd = os.readlink(f"/proc/{pid}/cwd")
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
     except OSError:
         return None
     if not command:
         return None  # a zombie: its threads are gone, its last sample stays
-    return SeenProcess(pid, command, cwd)
+    # the fields after the command name (which may hold spaces): state, ppid, ...
+    ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+    return SeenProcess(pid, command, cwd, ppid)
 
 
 def _thread_cpu(pid: int) -> Dict[int, float]:

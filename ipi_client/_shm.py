@@ -122,14 +122,12 @@ class SharedFrames:
         self.virials = self._views["vir"]
 
     def close(self):
-        """Unmap and unlink the segments (see the module doc); safe to repeat."""
+        """Unlink the segments (see the module doc) and drop our mappings; safe
+        to repeat. A mapping is never closed here: a numpy array made on an mmap
+        does not pin it (``mmap.close()`` would unmap under a view that a
+        traceback still holds), so each goes with the last array on it."""
         self._views.clear()
         self.positions = self.cells = self.energies = self.forces = self.virials = None
-        for shared in self._maps:
-            try:
-                shared.close()
-            except BufferError:  # a view still exported: the mapping goes with it
-                pass
         self._maps.clear()
         for name in self.names:
             try:

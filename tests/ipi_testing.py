@@ -186,6 +186,8 @@ class Processes:
         environment = dict(os.environ)
         environment.setdefault("OMP_NUM_THREADS", "1")
         environment["PYTHONUNBUFFERED"] = "1"
+        # a Python child that crashes (SIGSEGV, SIGABRT) writes its stack to its log
+        environment["PYTHONFAULTHANDLER"] = "1"
         if env:
             environment.update(env)
         with open(log, "ab") as output:

@@ -218,3 +218,39 @@ def test_transport_usage_errors(tmp_path, lj_model, capsys):
                                 "alone")
         assert processes.wait(alone, 120) == EXIT_USAGE
         assert "<ffmpi> needs i-PI and the clients in one MPI job" in processes.log(alone)
+
+
+SHM_CLOSE_WITH_A_VIEW = """
+import os, socket, sys
+import numpy as np
+from ipi_client._protocol import Wire
+from ipi_client._shm import SEGMENTS, SharedFrames, _segment_shapes
+
+names = [f"mlipdrive_test_{os.getpid()}_{kind}" for kind in SEGMENTS]
+for kind, name in zip(SEGMENTS, names):
+    with open(os.path.join("/dev/shm", name), "wb") as segment:
+        segment.truncate(8 * int(np.prod(_segment_shapes(1, 4)[kind])))
+ours, theirs = socket.socketpair()
+message = [np.array([4], np.int32).tobytes()]
+for name in names:
+    message += [np.array([len(name)], np.int32).tobytes(), name.encode()]
+theirs.sendall(b"".join(message))
+frames = SharedFrames(4)
+frames.read_posdata(Wire(ours, 5.0, 0.0))
+forces = frames.forces  # a view that outlives close(), as in a traceback
+frames.close()
+forces[:] = 1.0  # would write into an unmapped page if close() unmapped
+assert forces.sum() == 12.0
+assert not any(os.path.exists(os.path.join("/dev/shm", name)) for name in names)
+"""
+
+
+def test_shm_close_unlinks_and_leaves_views_valid():
+    """close() unlinks i-PI's segments at once, but a numpy view of a segment
+    stays usable (numpy does not pin an mmap: unmapping under it would crash)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SHM_CLOSE_WITH_A_VIEW], capture_output=True,
+                          text=True, timeout=60, cwd=pathlib.Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr

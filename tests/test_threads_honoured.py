@@ -167,3 +167,30 @@ def test_threads_of_each_family(tmp_path, model_family, monkeypatch, ranks, thre
                        ["--" + w if i == 0 else w for i, w in enumerate(extensions)],
                        steps=FAMILY_STEPS)
     assert seen == [expected(ranks, threads, omp)] * ranks, "i-PI"
+
+
+FORKING = """
+import os, sys, time
+child = os.fork()
+if child == 0:  # a fork that never runs a program of its own, as before an exec
+    time.sleep(1.0)
+    os._exit(0)
+end = time.monotonic() + 0.8
+while time.monotonic() < end:
+    pass
+os.waitpid(child, 0)
+"""
+
+
+def test_a_fork_before_its_exec_is_no_process_of_its_own(tmp_path):
+    """A child seen between fork and exec shows its parent's command line and
+    folder: it is left out, the parent (which did the work) counted once."""
+    import subprocess
+    import sys
+
+    with ThreadWatch(every=0.05) as watch:
+        subprocess.run([sys.executable, "-c", FORKING], cwd=tmp_path, check=True)
+    seen = [p for p in watch.processes.values() if os.path.realpath(tmp_path) == p.cwd]
+    assert len(seen) == 2  # the parent and its fork were both sampled
+    kept = watch.under(str(tmp_path))
+    assert [p.busy for p in kept] == [1]
