@@ -120,9 +120,14 @@ def _describe(pid: int) -> Optional[SeenProcess]:
         return None
     if not command:
         return None  # a zombie: its threads are gone, its last sample stays
-    # the fields after the command name (which may hold spaces): state, ppid, ...
-    ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+    ppid = int(_stat_fields(stat)[1])  # after the state
     return SeenProcess(pid, command, cwd, ppid)
+
+
+def _stat_fields(text: str) -> List[str]:
+    """The fields of a ``/proc/.../stat`` line after the command name (field 2,
+    which may hold spaces: split after its ')'): state, ppid, ..."""
+    return text[text.rindex(")") + 2:].split()
 
 
 def _thread_cpu(pid: int) -> Dict[int, float]:
@@ -138,8 +143,7 @@ def _thread_cpu(pid: int) -> Dict[int, float]:
                 text = file.read()
         except OSError:
             continue
-        # the command name (field 2) may hold spaces: split after its ')'
-        fields = text[text.rindex(")") + 2:].split()
+        fields = _stat_fields(text)
         # fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name
         values[int(task)] = (int(fields[11]) + int(fields[12])) / _TICKS
     return values
